@@ -1,0 +1,25 @@
+"""captum-fv: feature visualization for the Captum ecosystem.
+
+Objectives are **maximized** everywhere: a unit's positive optimum maximizes it, its negative
+optimum maximizes its negation, and penalties are costs you subtract.
+
+>>> import captum_fv as fv
+>>> model = fv.models.efficientnet_lite0()
+>>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True)
+"""
+from . import data, models, objectives, param, transforms
+from .hooks import model_guard
+from .layers import LayerInfo, layers, resolve_layer
+from .objectives import Objective
+from .render import NonFiniteObjectiveError, RenderResult, render
+from .selectors import ChannelSelector, channel
+from .visualization import NeuronVisualization, Visualization, activations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "data", "models", "objectives", "param", "transforms",
+    "layers", "resolve_layer", "LayerInfo", "model_guard",
+    "Objective", "render", "RenderResult", "NonFiniteObjectiveError",
+    "channel", "ChannelSelector", "NeuronVisualization", "Visualization", "activations",
+]
