@@ -7,7 +7,7 @@ optimum maximizes its negation, and penalties are costs you subtract.
 >>> model = fv.models.efficientnet_lite0()
 >>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True)
 """
-from . import data, models, objectives, param, transforms
+from . import data, metrics, models, objectives, param, transforms
 from .hooks import model_guard
 from .layers import LayerInfo, layers, resolve_layer
 from .objectives import Objective
@@ -18,7 +18,7 @@ from .visualization import NeuronVisualization, Visualization, activations
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "models", "objectives", "param", "transforms",
+    "data", "metrics", "models", "objectives", "param", "transforms",
     "layers", "resolve_layer", "LayerInfo", "model_guard",
     "Objective", "render", "RenderResult", "NonFiniteObjectiveError",
     "channel", "ChannelSelector", "NeuronVisualization", "Visualization", "activations",

@@ -1,0 +1,178 @@
+"""Render benchmarks on the default model (EfficientNet-Lite0). Prints ratios measured in one run.
+
+    python benchmarks/bench_render.py [truncation|overhead|param|ratio|batching ...] [--quick]
+
+* truncation: forward+backward to a mid layer with the hook engine's truncated forward vs the full model.
+* overhead:   per-step cost of ``render`` vs a bare forward+backward of the same prefix (goal <= 1.5x).
+* param:      pixel vs Fourier+decorrelated vs +transforms: activation and high-frequency energy.
+* ratio:      16 channels of a mid layer, activation / best sample-crop activation at 128 and 512 steps.
+* batching:   time per visualization with 8 units sharing a batch vs one unit alone.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+import captum_fv as fv
+from captum_fv import transforms as T
+from captum_fv.hooks import Capture, model_guard
+from captum_fv.layers import resolve_layer
+
+LAYER = "_blocks.8"
+OUT = os.path.join(os.path.dirname(__file__), "out")
+QUICK = "--quick" in sys.argv
+
+
+def _time(fn: Callable[[], object], repeat: int = 7) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _prefix(model: torch.nn.Module, depth: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The network up to ``_blocks.{depth}``, hand-written: the cheapest possible forward."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = model._act0(model._bn0(model._conv_stem((x * 255 - 127) / 128)))
+        for block in model._blocks[: depth + 1]:
+            x = block(x)
+        return x
+
+    return run
+
+
+def truncation(model: torch.nn.Module) -> Dict[str, float]:
+    x = torch.rand(8, 3, 224, 224)
+    ref = resolve_layer(model, LAYER)
+
+    def step(capture: Capture) -> None:
+        xi = x.clone().requires_grad_(True)
+        capture(xi)[ref.key].mean().backward()
+
+    with model_guard(model):
+        with Capture(model, model, [ref]) as cut:
+            t_cut = _time(lambda: step(cut))
+        with Capture(model, model, [ref], truncate=False) as full:
+            t_full = _time(lambda: step(full))
+    print(f"[truncation] batch 8 @224px, fwd+bwd to {LAYER}: truncated {t_cut * 1e3:.0f} ms, "
+          f"full model {t_full * 1e3:.0f} ms, ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)")
+    return {"truncated_ms": t_cut * 1e3, "full_ms": t_full * 1e3, "ratio": t_cut / t_full}
+
+
+def overhead(model: torch.nn.Module, batch: int = 8, size: int = 128, steps: int = 20) -> Dict[str, float]:
+    obj = fv.objectives.channel(LAYER, list(range(batch)))
+    render_kw = dict(steps=steps, size=size, progress=False, thresholds=[])
+    fv.render(model, obj, **render_kw)  # warm-up
+    t = time.perf_counter()
+    fv.render(model, obj, **render_kw)
+    per_step = (time.perf_counter() - t) / steps
+    seen = T.standard(size)(torch.rand(batch, 3, size, size), torch.Generator()).shape[-1]
+    prefix = _prefix(model, int(LAYER.split(".")[1]))
+
+    def bare() -> None:
+        x = torch.rand(batch, 3, seen, seen, requires_grad=True)
+        prefix(x)[:, 0].mean().backward()
+
+    with model_guard(model):
+        t_bare = _time(bare)
+    print(f"[overhead] batch {batch} @{size}px (model sees {seen}px), {LAYER}: render step "
+          f"{per_step * 1e3:.0f} ms vs bare prefix fwd+bwd {t_bare * 1e3:.0f} ms: "
+          f"ratio {per_step / t_bare:.2f} (goal <= 1.5)")
+    return {"render_step_ms": per_step * 1e3, "bare_ms": t_bare * 1e3, "ratio": per_step / t_bare}
+
+
+def _channel_acts(model: torch.nn.Module, images: torch.Tensor, chans: List[int]) -> torch.Tensor:
+    a = fv.activations(model, LAYER, images).flatten(2).mean(2)
+    return a[torch.arange(len(chans)), chans]
+
+
+def param(model: torch.nn.Module, chans=(3, 12, 40, 97), size: int = 128) -> None:
+    chans = list(chans)
+    steps = 128 if QUICK else 512
+    marks = [t for t in (32, 128, 512) if t <= steps]
+    settings = {
+        "pixel, no transforms": dict(fft=False, decorrelate=False, transforms=[]),
+        "fourier+decorrelated": dict(fft=True, decorrelate=True, transforms=[]),
+        "fourier+decorr+transforms": dict(fft=True, decorrelate=True, transforms=None),
+    }
+    print(f"[param] {LAYER} channels {chans} @{size}px: mean activation | high-frequency energy "
+          f"(fraction above half Nyquist; natural photos ~0.02-0.07)")
+    print(f"  {'setting':28s}" + "".join(f"{'step ' + str(m):>20s}" for m in marks))
+    for name, kw in settings.items():
+        p = fv.param.image(size, batch=len(chans), fft=kw["fft"], decorrelate=kw["decorrelate"])
+        res = fv.render(model, fv.objectives.channel(LAYER, chans), param=p, steps=steps,
+                        transforms=kw["transforms"], thresholds=marks, progress=False)
+        cells = []
+        for m in marks:
+            snap = res.snapshots[m]
+            act = _channel_acts(model, snap, chans).mean().item()
+            hf = fv.metrics.high_frequency_energy(snap).mean().item()
+            cells.append(f"{act:8.1f} | {hf:.3f}")
+        print(f"  {name:28s}" + "".join(f"{c:>20s}" for c in cells))
+        _save(res.images, f"param_{name.split(',')[0].replace('+', '_').replace(' ', '')}.png")
+
+
+def ratio(model: torch.nn.Module, size: int = 128) -> Dict[str, float]:
+    ds = fv.data.sample_images(size=size, crops=32)
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    acts = fv.activations(model, LAYER, x).flatten(2).mean(2)
+    n_ch = acts.shape[1]
+    chans = list(range(0, n_ch, n_ch // 16))[:16]
+    best = acts[:, chans].max(0).values
+    steps = 128 if QUICK else 512
+    res = fv.render(model, fv.objectives.channel(LAYER, chans), steps=steps, size=size,
+                    thresholds=[128], progress=False)
+    out = {}
+    for m in sorted({128, steps}):
+        r = _channel_acts(model, res.snapshots[m], chans) / best
+        out[m] = r
+        print(f"[ratio] {LAYER} {len(chans)} channels @{size}px, {m} steps, activation / best of "
+              f"{len(ds)} sample crops: min {r.min():.2f}x, median {r.median():.2f}x "
+              f"(goal at 128: min >= 3, median >= 6)")
+        print("        per channel: " + ", ".join(f"{c}:{v:.1f}" for c, v in zip(chans, r.tolist())))
+    _save(res.images, "ratio_channels.png")
+    return {"min128": out[128].min().item(), "median128": out[128].median().item()}
+
+
+def batching(model: torch.nn.Module, size: int = 128, steps: int = 16) -> Dict[str, float]:
+    viz = fv.NeuronVisualization(model, LAYER)
+    kw = dict(size=size, steps=steps, progress=False, thresholds=[])
+    viz.visualize(0, **kw)  # warm-up
+    t = time.perf_counter()
+    viz.visualize(0, **kw)
+    one = time.perf_counter() - t
+    t = time.perf_counter()
+    viz.visualize(list(range(8)), **kw)
+    eight = (time.perf_counter() - t) / 8
+    dev = "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    print(f"[batching] {dev}, {steps} steps @{size}px: one unit alone {one:.2f} s/unit, 8 units in "
+          f"one batch {eight:.2f} s/unit: {one / eight:.2f}x faster per unit")
+    return {"alone_s": one, "batched_s": eight, "speedup": one / eight}
+
+
+def _save(images: torch.Tensor, name: str) -> None:
+    import torchvision
+
+    os.makedirs(OUT, exist_ok=True)
+    torchvision.utils.save_image(images, os.path.join(OUT, name), nrow=8)
+
+
+def main(argv: List[str]) -> None:
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    names = [a for a in argv if not a.startswith("--")] or ["truncation", "overhead", "batching", "param", "ratio"]
+    model = fv.models.efficientnet_lite0()
+    for name in names:
+        globals()[name](model)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
