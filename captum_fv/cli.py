@@ -1,0 +1,187 @@
+"""The ``captum-fv`` command: ``report``, ``layers`` and ``objectives``.
+
+Exit codes: 0 success, 2 usage error, 1 runtime failure, each failure as one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+
+DEMO_LAYER = "_blocks.8"
+DEMO_UNITS = "0-5"
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+def parse_units(spec: str) -> List[int]:
+    """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]."""
+    units: List[int] = []
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise UsageError(f"cannot read --units {spec!r}: use ranges and lists like '0-15' or '0,3,7'")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise UsageError(f"--units range {part.strip()!r} is backwards; write {hi}-{lo}")
+        units.extend(range(lo, hi + 1))
+    return list(dict.fromkeys(units))
+
+
+def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
+    """'efficientnet_lite0', 'torchvision:NAME' or 'package.module:factory' -> model in eval mode."""
+    from . import models
+
+    if spec == "efficientnet_lite0":
+        if weights:
+            raise UsageError("--weights is for torchvision: and module:factory models; the default model has its own")
+        return models.efficientnet_lite0()
+    if spec.startswith("torchvision:"):
+        try:
+            return models.torchvision_model(spec.split(":", 1)[1], weights=weights)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+    if ":" in spec:
+        mod_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise UsageError(f"cannot load --model {spec!r}: {e}") from e
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"--model {spec!r} returned {type(model).__name__}, not an nn.Module")
+        if weights:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        return model.eval()
+    raise UsageError(
+        f"unknown --model {spec!r}: use efficientnet_lite0, torchvision:NAME (e.g. torchvision:resnet18) "
+        "or package.module:factory"
+    )
+
+
+def _dataset(spec: str, size: int):
+    from . import data
+
+    if spec == "sample":
+        return data.sample_images(size=size, crops=32)
+    if not Path(spec).is_dir():
+        raise UsageError(f"--data {spec!r} is neither 'sample' nor a folder of images")
+    return data.image_folder(spec, size=size)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="captum-fv", description="Feature visualization for Captum.")
+    sub = p.add_subparsers(dest="command", required=True)
+    model_help = "efficientnet_lite0 (default), torchvision:NAME, or package.module:factory"
+
+    r = sub.add_parser("report", help="build a neuron report (no arguments: the demo)")
+    r.add_argument("--model", default="efficientnet_lite0", help=model_help)
+    r.add_argument("--weights", help="local state_dict file for the model")
+    r.add_argument("--layer", default=None, help=f"layer name (default for the demo: {DEMO_LAYER})")
+    r.add_argument("--units", default=DEMO_UNITS, help="channels, e.g. 0-15 or 0,3,7")
+    r.add_argument("--data", default="sample", help="'sample' (bundled photos) or a folder of images")
+    r.add_argument("--size", type=int, default=128, help="image size in pixels")
+    r.add_argument("--steps", type=int, default=256, help="optimization steps")
+    r.add_argument("--facets", type=int, default=4, help="diversity facets per unit")
+    r.add_argument("--k", type=int, default=6, help="top/bottom dataset examples per unit")
+    r.add_argument("--attribution", default="integrated_gradients", help="attribution method name")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default="report", help="output folder (nothing is written outside it)")
+    r.add_argument("--resume", action="store_true", help="keep units already complete in --out")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ly = sub.add_parser("layers", help="list a model's layers with their output shapes")
+    ly.add_argument("--model", default="efficientnet_lite0", help=model_help)
+    ly.add_argument("--weights")
+    ly.add_argument("--size", type=int, default=224)
+
+    sub.add_parser("objectives", help="list registered objectives and attribution methods")
+    return p
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import NeuronReport
+
+    for name in ("size", "steps", "k"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1")
+    units = parse_units(args.units)
+    model = load_model(args.model, args.weights)
+    layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
+    if layer is None:
+        raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
+    from .layers import layers as list_layers
+
+    info = {row.name: row for row in list_layers(model, input_size=args.size)}
+    if layer not in info:
+        from .layers import resolve_layer
+
+        try:
+            resolve_layer(model, layer)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+    n = info[layer].shape[0] if layer in info and info[layer].shape else None
+    if n is not None and max(units) >= n:
+        raise UsageError(f"--units goes up to {max(units)} but layer {layer!r} has {n} channels (0-{n - 1})")
+    from .registry import get_attribution
+
+    try:
+        get_attribution(args.attribution)
+    except (KeyError, ValueError) as e:
+        raise UsageError(str(e).strip("'\"")) from e
+    dataset = _dataset(args.data, args.size)
+    t = time.perf_counter()
+    report = NeuronReport(
+        model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
+        facets=args.facets, k=args.k, seed=args.seed, model_name=args.model, progress=not args.quiet,
+    )
+    index = report.run(units, args.out, resume=args.resume)
+    split = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+    print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s: {split})")
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from .layers import layers as list_layers
+
+    model = load_model(args.model, args.weights)
+    for row in list_layers(model, input_size=args.size):
+        calls = f"  (runs {row.calls}x: use '{row.name}#k')" if row.calls > 1 else ""
+        print(f"{row.name:40s} {row.type:22s} {str(tuple(row.shape)):20s}{calls}")
+    return 0
+
+
+def _objectives(args: argparse.Namespace) -> int:
+    from .registry import catalog
+
+    print(catalog())
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)  # exits with 2 on usage errors
+    try:
+        return {"report": _report, "layers": _layers, "objectives": _objectives}[args.command](args)
+    except UsageError as e:
+        print(f"captum-fv: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("captum-fv: interrupted; finished units are kept (rerun with --resume)", file=sys.stderr)
+        return 130
+    except Exception as e:  # one clear line, not a traceback
+        print(f"captum-fv: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""NeuronReport: per unit, its optimized image, diversity facets, negative optimum, optimization
+snapshots, and the dataset examples that most and least activate it with Captum attributions."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import sample_images
+from ..layers import LayerLike
+from ..render import module_of
+from ..selectors import Selector, as_callable, channel_index, describe
+from ..visualization import NeuronVisualization, Visualization
+from . import writer
+
+
+def unit_name(selector: Selector) -> str:
+    """A file-system-safe, sortable name: ``channel_0003``, ``neuron_3_5_5``, ``fn_myselector``."""
+    c = channel_index(selector)
+    if c is not None:
+        return f"channel_{c:04d}"
+    if isinstance(selector, tuple):
+        return "neuron_" + "_".join(str(i) for i in selector)
+    return "fn_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", describe(selector))[:60]
+
+
+def _example_name(dataset: Any, index: int) -> str:
+    names = getattr(dataset, "names", None)
+    return str(names[index]) if names is not None else f"example {index}"
+
+
+def _image_of(dataset: Any, index: int) -> torch.Tensor:
+    item = dataset[index]
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+class NeuronReport:
+    """Build and save a neuron report for units of one layer.
+
+    Every number shown on a page lives in ``report.json``; ``figure(unit)`` draws one unit for
+    notebooks. Units are optimized in shared batches and mined in one pass over the dataset.
+
+    >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=128, crops=32))
+    >>> report.build(range(8)).save("report")
+    """
+
+    def __init__(
+        self,
+        forward_func: Union[nn.Module, Callable[..., torch.Tensor]],
+        layer: LayerLike,
+        dataset: Optional[Dataset] = None,
+        attribution: str = "integrated_gradients",
+        *,
+        size: int = 128,
+        steps: int = 256,
+        facets: int = 4,
+        k: int = 6,
+        seed: int = 0,
+        attribution_kwargs: Optional[Dict[str, Any]] = None,
+        batch_size: int = 32,
+        max_batch: int = 64,
+        model_name: Optional[str] = None,
+        progress: bool = True,
+    ):
+        if facets < 1 and facets != 0:
+            raise ValueError(f"facets must be >= 0, got {facets}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.forward_func = forward_func
+        self.viz = NeuronVisualization(forward_func, layer)
+        self.layer = self.viz.layer.key
+        self.layer_spec = self.viz._layer_spec
+        self.dataset = dataset if dataset is not None else sample_images(size=size, crops=32)
+        self.attribution = attribution
+        self.attribution_kwargs = dict(attribution_kwargs or {})
+        self.size, self.steps, self.facets, self.k, self.seed = size, steps, facets, k, seed
+        self.batch_size, self.max_batch, self.progress = batch_size, max_batch, progress
+        module = module_of(forward_func)
+        self.model_name = model_name or type(module or forward_func).__name__
+        self.units: Dict[str, Dict[str, Any]] = {}  # name -> record (JSON-able) + tensors
+        self.timings: Dict[str, float] = {"optimization": 0.0, "mining": 0.0, "attribution": 0.0, "writing": 0.0}
+
+    @property
+    def settings(self) -> Dict[str, Any]:
+        """What makes two runs' units interchangeable (checked by --resume)."""
+        return {
+            "model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
+            "facets": self.facets, "k": self.k, "seed": self.seed, "attribution": self.attribution,
+            "dataset_size": len(self.dataset),  # type: ignore[arg-type]
+        }
+
+    # -- building -------------------------------------------------------------------------------
+    def build(
+        self,
+        units: Sequence[Selector],
+        on_unit: Optional[Callable[[str], None]] = None,
+    ) -> "NeuronReport":
+        """Optimize, mine and attribute ``units``; ``on_unit(name)`` runs as each one completes."""
+        from .. import attribution as attr_lib
+        from ..mining import DatasetExamples
+
+        units = list(units)
+        if not units:
+            return self
+        for u in units:
+            as_callable(u)
+        t = time.perf_counter()
+        thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
+        vis: List[Visualization] = self.viz.visualize(
+            list(units), size=self.size, steps=self.steps, facets=self.facets, negative=True,
+            seed=self.seed, thresholds=thresholds, max_batch=self.max_batch, progress=self.progress,
+        )
+        self.timings["optimization"] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
+            self.dataset, k=self.k, batch_size=self.batch_size, units=units, progress=self.progress
+        )
+        self.timings["mining"] += time.perf_counter() - t
+
+        bar = tqdm(list(zip(units, vis)), desc="attribution", disable=not self.progress, leave=False)
+        for sel, v in bar:
+            t = time.perf_counter()
+            ex = mined[sel]
+            top_images = torch.stack([_image_of(self.dataset, i) for i in ex.top_indices])
+            att = attr_lib.attribute(
+                self.forward_func, self.layer_spec, sel, top_images, method=self.attribution,
+                **self.attribution_kwargs,
+            )
+            self.timings["attribution"] += time.perf_counter() - t
+            name = unit_name(sel)
+            self.units[name] = self._record(name, sel, v, ex, top_images, att)
+            if on_unit is not None:
+                on_unit(name)
+        return self
+
+    def _record(self, name: str, sel: Selector, v: Visualization, ex: Any, top: torch.Tensor, att: Any) -> Dict:
+        ds = self.dataset
+        deltas = att.delta.float().abs()
+        change = att.activation_change.float().abs().clamp(min=1e-8)
+        best = float(ex.top_values[0])
+        record = {
+            "name": name,
+            "title": describe(sel),
+            "layer": self.layer,
+            "selector": repr(sel) if not callable(sel) or isinstance(sel, int) else describe(sel),
+            "settings": self.settings,
+            "activation": {
+                "positive": float(v.activation["positive"][0]),
+                "facets": [float(a) for a in v.activation["facets"]],
+                "negative": float(v.activation["negative"][0]) if v.negative is not None else None,
+            },
+            "dataset_max": best,
+            "dataset_min": float(ex.bottom_values[0]),
+            "ratio": float(v.activation["positive"][0]) / best if best > 0 else None,
+            "attribution": {
+                "method": self.attribution,
+                "mean_abs_delta": float(deltas.mean()),
+                "mean_rel_delta": float((deltas / change).mean()),
+            },
+            "top": [
+                {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
+                 "position": [int(p) for p in pos], "delta": float(d),
+                 "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
+                for j, (i, a, pos, d) in enumerate(zip(ex.top_indices, ex.top_values, ex.top_positions, att.delta))
+            ],
+            "bottom": [
+                {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
+                 "image": f"bottom_{j}.png"}
+                for j, (i, a) in enumerate(zip(ex.bottom_indices, ex.bottom_values))
+            ],
+            "spectrum": [
+                {"label": label, "index": int(i), "name": _example_name(ds, int(i)),
+                 "activation": float(a), "image": f"spectrum_{j}.png"}
+                for j, (label, i, a) in enumerate(ex.spectrum)
+            ],
+            "files": {},
+        }
+        record["files_layout"] = {
+            "positive": "positive.png",
+            "facets": [f"facet_{j}.png" for j in range(len(v.facets))],
+            "negative": "negative.png" if v.negative is not None else None,
+            "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
+        }
+        from ..attribution import overlay
+
+        arrays: Dict[str, np.ndarray] = {"positive.png": writer.to_png_array(v.positive[0])}
+        for j, f in enumerate(v.facets):
+            arrays[f"facet_{j}.png"] = writer.to_png_array(f)
+        if v.negative is not None:
+            arrays["negative.png"] = writer.to_png_array(v.negative[0])
+        for s, img in v.snapshots.items():
+            arrays[f"step_{s:05d}.png"] = writer.to_png_array(img[0])
+        for j, img in enumerate(top):
+            arrays[f"top_{j}.png"] = writer.to_png_array(img)
+            arrays[f"top_{j}_attr.png"] = overlay(img, att.attributions[j])
+        for e in record["bottom"] + record["spectrum"]:
+            arrays[e["image"]] = writer.to_png_array(_image_of(ds, e["index"]))
+        return {"record": record, "arrays": arrays, "viz": v, "top_images": top, "attribution": att}
+
+    # -- saving ---------------------------------------------------------------------------------
+    def _write_unit(self, out_dir: Path, name: str) -> None:
+        t = time.perf_counter()
+        entry = self.units[name]
+        rec = entry["record"]
+        page = {"u": dict(rec, files=rec["files_layout"])}
+        writer.write_unit(out_dir, name, rec, entry["arrays"], page)
+        self.timings["writing"] += time.perf_counter() - t
+
+    def _write_index(self, out_dir: Path, names: Sequence[str]) -> Path:
+        t = time.perf_counter()
+        records, missing = [], []
+        for name in names:
+            rec = writer.load_unit(out_dir, name, self.settings)
+            (records.append(rec) if rec is not None else missing.append(name))
+        report = {
+            "version": __version__, "model": self.model_name, "layer": self.layer,
+            "settings": self.settings, "timings_s": self.timings,
+            "dataset": {"size": len(self.dataset), "name": type(self.dataset).__name__},  # type: ignore[arg-type]
+            "units": records, "missing": missing,
+        }
+        context = {
+            "layer": self.layer, "model": self.model_name, "settings": self.settings,
+            "dataset": report["dataset"], "version": __version__, "missing": missing,
+            "units": [dict(r, files_positive=r["files_layout"]["positive"]) for r in records],
+        }
+        index = writer.write_index(out_dir, context, report)
+        self.timings["writing"] += time.perf_counter() - t
+        return index
+
+    def save(self, out_dir: Union[str, Path]) -> Path:
+        """Write every built unit and the index; returns the path of ``index.html``."""
+        out_dir = Path(out_dir)
+        for name in self.units:
+            self._write_unit(out_dir, name)
+        return self._write_index(out_dir, list(self.units))
+
+    def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False) -> Path:
+        """Build and write ``units`` one by one (each atomically); with ``resume``, units already
+        complete on disk with the same settings are kept, damaged ones are redone."""
+        out_dir = Path(out_dir)
+        names = [unit_name(u) for u in units]
+        todo = [u for u, n in zip(units, names)
+                if not (resume and writer.load_unit(out_dir, n, self.settings) is not None)]
+        self.build(todo, on_unit=lambda name: self._write_unit(out_dir, name))
+        return self._write_index(out_dir, names)
+
+    # -- notebooks ------------------------------------------------------------------------------
+    def figure(self, unit: Selector) -> "Any":
+        """A matplotlib figure of one built unit: optima, facets, snapshots, top examples with
+        attribution overlays, and bottom examples."""
+        from .figure import unit_figure
+
+        name = unit_name(unit)
+        if name not in self.units:
+            raise KeyError(f"unit {describe(unit)} is not built; call report.build([{unit!r}]) first")
+        return unit_figure(self.units[name])

@@ -1,0 +1,145 @@
+"""Writing a report to disk: atomic unit folders, integrity checks for --resume, HTML and JSON.
+
+A unit is written to a temporary folder and moved into place with one ``os.replace``, so an
+interrupted run never leaves a half-written unit. ``unit.json`` lists every file with its size and
+SHA-256; a folder whose files do not match is treated as missing and redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from jinja2 import Environment, PackageLoader, select_autoescape
+from PIL import Image
+
+UNIT_JSON = "unit.json"
+UNITS_DIR = "units"
+
+
+def _env() -> Environment:
+    # Autoescape everything: labels, layer names and file names may contain any character.
+    env = Environment(
+        loader=PackageLoader("captum_fv.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    env.filters["num"] = _fmt
+    return env
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def to_png_array(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] (1, 3 or 4 channels) -> uint8 array PIL can save."""
+    x = image.detach().float().clamp(0, 1).mul(255).round().byte().cpu()
+    x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
+    return x.numpy()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_child(root: Path, name: str) -> Path:
+    """``root / name``, refusing names that would escape ``root`` (we never write outside --out)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(f"unsafe file name {name!r}")
+    path = (root / name).resolve()
+    if path.parent != root.resolve():
+        raise ValueError(f"{name!r} would be written outside {root}")
+    return path
+
+
+def write_unit(
+    out_dir: Path,
+    name: str,
+    record: Dict[str, Any],
+    images: Mapping[str, Any],
+    page_context: Dict[str, Any],
+) -> Path:
+    """Write one unit's PNGs, ``unit.json`` and page atomically into ``out_dir/units/name``."""
+    units = Path(out_dir) / UNITS_DIR
+    units.mkdir(parents=True, exist_ok=True)
+    final = safe_child(units, name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=units))
+    try:
+        files = {}
+        for fname, arr in images.items():
+            path = safe_child(tmp, fname)
+            Image.fromarray(arr).save(path, optimize=False)
+        page = _env().get_template("unit.html").render(**page_context)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+        for p in sorted(tmp.iterdir()):
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        record = dict(record, files=files, complete=True)
+        (tmp / UNIT_JSON).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        if final.exists():  # a redo: move the old folder aside, then swap
+            old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=units))
+            os.replace(final, old / "unit")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_unit(out_dir: Path, name: str, settings: Optional[Dict[str, Any]] = None) -> Optional[Dict]:
+    """The unit's record if its folder is complete and intact (and made with ``settings``)."""
+    folder = Path(out_dir) / UNITS_DIR / name
+    try:
+        record = json.loads((folder / UNIT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not record.get("complete"):
+        return None
+    if settings is not None and record.get("settings") != settings:
+        return None
+    for fname, meta in record.get("files", {}).items():
+        path = folder / fname
+        try:
+            if path.stat().st_size != meta["bytes"] or _sha256(path) != meta["sha256"]:
+                return None
+        except (OSError, KeyError, TypeError):
+            return None
+    return record
+
+
+def write_index(out_dir: Path, context: Dict[str, Any], report: Dict[str, Any]) -> Path:
+    """Write ``report.json`` and ``index.html`` (each atomically) and return the index path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_text(out_dir / "report.json", json.dumps(report, indent=1))
+    index = out_dir / "index.html"
+    _atomic_text(index, _env().get_template("index.html").render(**context))
+    return index
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
