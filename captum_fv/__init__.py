@@ -7,6 +7,8 @@ optimum maximizes its negation, and penalties are costs you subtract.
 >>> model = fv.models.efficientnet_lite0()
 >>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True)
 """
+__version__ = "0.1.0"
+
 from . import data, metrics, models, objectives, param, transforms
 from .hooks import model_guard
 from .layers import LayerInfo, layers, resolve_layer
@@ -14,8 +16,6 @@ from .objectives import Objective
 from .render import NonFiniteObjectiveError, RenderResult, render
 from .selectors import ChannelSelector, channel
 from .visualization import NeuronVisualization, Visualization, activations
-
-__version__ = "0.1.0"
 
 __all__ = [
     "data", "metrics", "models", "objectives", "param", "transforms",

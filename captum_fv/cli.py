@@ -137,7 +137,7 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         get_attribution(args.attribution)
-    except (KeyError, ValueError) as e:
+    except LookupError as e:  # KeyError is one too
         raise UsageError(str(e).strip("'\"")) from e
     dataset = _dataset(args.data, args.size)
     t = time.perf_counter()
@@ -179,7 +179,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("captum-fv: interrupted; finished units are kept (rerun with --resume)", file=sys.stderr)
         return 130
     except Exception as e:  # one clear line, not a traceback
-        print(f"captum-fv: error: {type(e).__name__}: {e}", file=sys.stderr)
+        first = (str(e).strip().splitlines() or [""])[0][:400]
+        print(f"captum-fv: error: {type(e).__name__}: {first}", file=sys.stderr)
         return 1
 
 

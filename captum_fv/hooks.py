@@ -102,13 +102,14 @@ class Capture:
         self.refs = list({r.key: r for r in refs}.values())
         self.need_output = any(r.name == OUTPUT for r in self.refs)
         self.truncate = truncate and not self.need_output
-        self._wanted: Dict[str, Dict[int, str]] = {}  # name -> {call index -> key}
+        # name -> {call index -> keys}; "x" and "x#0" are one call under two keys
+        self._wanted: Dict[str, Dict[int, List[str]]] = {}
         self._modules: Dict[str, nn.Module] = {}
         for r in self.refs:
             if r.name != OUTPUT:
-                self._wanted.setdefault(r.name, {})[r.call or 0] = r.key
+                self._wanted.setdefault(r.name, {}).setdefault(r.call or 0, []).append(r.key)
                 self._modules[r.name] = r.module
-        self._n_wanted = sum(len(v) for v in self._wanted.values())
+        self._n_wanted = sum(len(keys) for v in self._wanted.values() for keys in v.values())
         self._counts: Dict[str, int] = {}
         self._store: Dict[str, torch.Tensor] = {}
         self._checked = False
@@ -120,11 +121,13 @@ class Capture:
         def hook(mod: nn.Module, inp: Any, out: Any) -> None:
             k = self._counts.get(name, 0)
             self._counts[name] = k + 1
-            key = wanted.get(k)
-            if key is None:
+            keys = wanted.get(k)
+            if not keys:
                 return
             # Clone: a later in-place op must not change what we hold nor its gradient.
-            self._store[key] = _as_tensor(out, name).clone()
+            t = _as_tensor(out, name).clone()
+            for key in keys:
+                self._store[key] = t
             if self._checked and self.truncate and len(self._store) == self._n_wanted:
                 raise _StopForward
 

@@ -37,7 +37,7 @@ def _example_name(dataset: Any, index: int) -> str:
     return str(names[index]) if names is not None else f"example {index}"
 
 
-def _image_of(dataset: Any, index: int) -> torch.Tensor:
+def _image_of(dataset: Any, index: int) -> torch.Tensor:  # datasets yield images or (image, label)
     item = dataset[index]
     return item[0] if isinstance(item, (tuple, list)) else item
 
@@ -129,29 +129,31 @@ class NeuronReport:
         bar = tqdm(list(zip(units, vis)), desc="attribution", disable=not self.progress, leave=False)
         for sel, v in bar:
             t = time.perf_counter()
-            ex = mined[sel]
-            top_images = torch.stack([_image_of(self.dataset, i) for i in ex.top_indices])
+            top_images = mined.images(sel, "top")
             att = attr_lib.attribute(
                 self.forward_func, self.layer_spec, sel, top_images, method=self.attribution,
                 **self.attribution_kwargs,
             )
             self.timings["attribution"] += time.perf_counter() - t
             name = unit_name(sel)
-            self.units[name] = self._record(name, sel, v, ex, top_images, att)
+            self.units[name] = self._record(name, sel, v, mined, top_images, att)
             if on_unit is not None:
                 on_unit(name)
         return self
 
-    def _record(self, name: str, sel: Selector, v: Visualization, ex: Any, top: torch.Tensor, att: Any) -> Dict:
+    def _record(self, name: str, sel: Selector, v: Visualization, mined: Any, top: torch.Tensor, att: Any) -> Dict:
         ds = self.dataset
-        deltas = att.delta.float().abs()
-        change = att.activation_change.float().abs().clamp(min=1e-8)
-        best = float(ex.top_values[0])
+        tops, bottoms = mined.top(sel), mined.bottom(sel)
+        best = float(tops.activations[0])
+        delta = att.delta if att.delta is not None else torch.full((len(top),), float("nan"))
+        rel = att.relative_delta
+        positions = tops.positions if tops.positions is not None else [None] * len(tops)
+        spectrum = [(label, int(i), float(a)) for label, ex in mined.spectrum(sel)
+                    if label not in ("top", "bottom") for i, a in zip(ex.indices[:1], ex.activations[:1])]
         record = {
             "name": name,
             "title": describe(sel),
             "layer": self.layer,
-            "selector": repr(sel) if not callable(sel) or isinstance(sel, int) else describe(sel),
             "settings": self.settings,
             "activation": {
                 "positive": float(v.activation["positive"][0]),
@@ -159,28 +161,29 @@ class NeuronReport:
                 "negative": float(v.activation["negative"][0]) if v.negative is not None else None,
             },
             "dataset_max": best,
-            "dataset_min": float(ex.bottom_values[0]),
+            "dataset_min": float(bottoms.activations[0]),
             "ratio": float(v.activation["positive"][0]) / best if best > 0 else None,
             "attribution": {
                 "method": self.attribution,
-                "mean_abs_delta": float(deltas.mean()),
-                "mean_rel_delta": float((deltas / change).mean()),
+                "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
+                "mean_rel_delta": None if rel is None else float(rel.mean()),
             },
             "top": [
                 {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
-                 "position": [int(p) for p in pos], "delta": float(d),
+                 "position": None if pos is None else [int(p) for p in pos],
+                 "delta": None if d != d else float(d),  # NaN: the method has no completeness
                  "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
-                for j, (i, a, pos, d) in enumerate(zip(ex.top_indices, ex.top_values, ex.top_positions, att.delta))
+                for j, (i, a, pos, d) in enumerate(zip(tops.indices, tops.activations, positions, delta.tolist()))
             ],
             "bottom": [
                 {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
                  "image": f"bottom_{j}.png"}
-                for j, (i, a) in enumerate(zip(ex.bottom_indices, ex.bottom_values))
+                for j, (i, a) in enumerate(zip(bottoms.indices, bottoms.activations))
             ],
             "spectrum": [
-                {"label": label, "index": int(i), "name": _example_name(ds, int(i)),
-                 "activation": float(a), "image": f"spectrum_{j}.png"}
-                for j, (label, i, a) in enumerate(ex.spectrum)
+                {"label": label, "index": i, "name": _example_name(ds, i), "activation": a,
+                 "image": f"spectrum_{j}.png"}
+                for j, (label, i, a) in enumerate(spectrum)
             ],
             "files": {},
         }
@@ -201,7 +204,7 @@ class NeuronReport:
             arrays[f"step_{s:05d}.png"] = writer.to_png_array(img[0])
         for j, img in enumerate(top):
             arrays[f"top_{j}.png"] = writer.to_png_array(img)
-            arrays[f"top_{j}_attr.png"] = overlay(img, att.attributions[j])
+            arrays[f"top_{j}_attr.png"] = writer.to_png_array(overlay(img, att.attributions[j]))
         for e in record["bottom"] + record["spectrum"]:
             arrays[e["image"]] = writer.to_png_array(_image_of(ds, e["index"]))
         return {"record": record, "arrays": arrays, "viz": v, "top_images": top, "attribution": att}

@@ -17,7 +17,8 @@ def _rows(entry: Dict[str, Any]) -> List[Tuple[str, List[Tuple[np.ndarray, str]]
     snaps = [(arr[s["file"]], f"step {s['step']}") for s in lay["snapshots"]]
     top = []
     for e in rec["top"]:
-        top += [(arr[e["image"]], f"{e['activation']:.3g}"), (arr[e["overlay"]], f"δ {e['delta']:.2g}")]
+        delta = "" if e["delta"] is None else f"δ {e['delta']:.2g}"
+        top += [(arr[e["image"]], f"{e['activation']:.3g}"), (arr[e["overlay"]], delta)]
     bottom = [(arr[e["image"]], f"{e['activation']:.3g}") for e in rec["bottom"]]
     return [("optimized", optima), ("progress", snaps), ("top examples + attribution", top),
             ("bottom examples", bottom)]

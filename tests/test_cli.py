@@ -1,0 +1,91 @@
+"""The captum-fv command: exit codes, one-line errors, output confined to --out, resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from captum_fv import cli
+
+TINY = ["--model", "conftest:make_tiny", "--layer", "conv2", "--size", "32", "--steps", "4",
+        "--facets", "2", "--k", "2", "--quiet"]
+
+
+def test_parse_units():
+    assert cli.parse_units("0-3,7,9-10") == [0, 1, 2, 3, 7, 9, 10]
+    assert cli.parse_units("5,5,4") == [5, 4]
+    for bad in ("a", "3-1", "1-", ""):
+        with pytest.raises(cli.UsageError):
+            cli.parse_units(bad)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["report", "--units", "x-y"], "--units"),
+        (["report", "--model", "nope"], "unknown --model"),
+        (["report", "--model", "torchvision:resnet81"], "resnet18"),
+        (["report", "--model", "conftest:make_tiny", "--layer", "conv9"], "conv1"),
+        (TINY + ["--units", "0-99"], "24 channels"),
+        (TINY + ["--attribution", "integrated_gradient"], "integrated_gradients"),
+        (TINY + ["--data", "/does/not/exist"], "--data"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    if argv[0] != "report":
+        argv = ["report"] + argv
+    code = cli.main(argv + ["--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["report", "--steps", "many"])
+    assert e.value.code == 2
+
+
+def test_runtime_failure_exits_1(tmp_path, capsys):
+    bad = tmp_path / "w.pt"
+    bad.write_bytes(b"not a checkpoint")
+    code = cli.main(["report"] + TINY + ["--weights", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and err.startswith("captum-fv: error:")
+
+
+def test_report_writes_only_inside_out_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    out = tmp_path / "audit"
+    argv = ["report"] + TINY + ["--units", "0-1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert str(out / "index.html") in capsys.readouterr().out
+    assert set(tmp_path.iterdir()) - before == {out}
+    report = json.loads((out / "report.json").read_text())
+    assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0001"]
+    stamp = (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns
+    assert cli.main(argv + ["--resume", "--units", "0-2"]) == 0
+    assert (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns == stamp
+    report = json.loads((out / "report.json").read_text())
+    assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0001", "channel_0002"]
+
+
+def test_layers_and_objectives_commands(capsys):
+    assert cli.main(["layers", "--model", "conftest:make_tiny", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2" in out and "(24, 16, 16)" in out
+    assert cli.main(["objectives"]) == 0
+    out = capsys.readouterr().out
+    assert "channel" in out and "diversity" in out and "integrated_gradients" in out
+
+
+def test_weights_load_for_factory_models(tmp_path, capsys):
+    from conftest import make_tiny
+
+    path = tmp_path / "w.pt"
+    torch.save(make_tiny(seed=3).state_dict(), path)
+    model = cli.load_model("conftest:make_tiny", str(path))
+    assert torch.equal(model.conv1.weight, make_tiny(seed=3).conv1.weight)

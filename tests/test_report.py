@@ -1,0 +1,154 @@
+"""NeuronReport: contents, report.json as the single source of numbers, atomic units, --resume."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import captum_fv as fv
+from captum_fv.report import NeuronReport, unit_name
+from captum_fv.report import writer
+from conftest import make_tiny
+
+KW = dict(size=32, steps=6, facets=2, k=2, progress=False, attribution_kwargs={"n_steps": 8})
+
+
+class NamedImages(torch.utils.data.Dataset):
+    """Random images whose names hold HTML, to check escaping."""
+
+    def __init__(self, n: int = 12):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.rand(n, 3, 32, 32, generator=g)
+        self.names = [f"<b>img{i}</b>&\"q\"" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], 0
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    rep = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
+    index = rep.run([0, 3], out)
+    return rep, out, index
+
+
+def test_report_files_and_json(built):
+    rep, out, index = built
+    assert index == out / "index.html" and index.exists()
+    report = json.loads((out / "report.json").read_text())
+    assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0003"]
+    for u in report["units"]:
+        folder = out / "units" / u["name"]
+        assert len(u["activation"]["facets"]) == 2 and u["activation"]["negative"] is not None
+        assert len(u["top"]) == 2 and len(u["bottom"]) == 2 and u["spectrum"]
+        assert u["top"][0]["activation"] >= u["top"][1]["activation"] >= u["bottom"][0]["activation"]
+        # every file the page refers to exists and is listed with its hash
+        page = (folder / "index.html").read_text()
+        for src in re.findall(r'src="([^"]+)"', page):
+            assert (folder / src).exists(), src
+            assert src in u["files"]
+        # the numbers on the page are report.json's numbers
+        shown = [u["activation"]["positive"], u["dataset_max"], u["dataset_min"]]
+        shown += [e["activation"] for e in u["top"] + u["bottom"]]
+        for x in shown:
+            assert writer._fmt(float(x)) in page
+        # positive activation really is what the model gives on the saved image (up to PNG rounding)
+        from PIL import Image
+        import numpy as np
+
+        img = torch.from_numpy(np.array(Image.open(folder / "positive.png"))).permute(2, 0, 1).float() / 255
+        act = fv.activations(rep.forward_func, "conv2", img[None])[0, int(u["name"][-4:])].mean()
+        assert act.item() == pytest.approx(u["activation"]["positive"], rel=0.05, abs=0.05)
+
+
+def test_index_links_every_unit_and_escapes_html(built):
+    _, out, index = built
+    html = index.read_text()
+    for name in ("channel_0000", "channel_0003"):
+        assert f'href="units/{name}/index.html"' in html
+    page = (out / "units" / "channel_0000" / "index.html").read_text()
+    assert "<b>img" not in page and "&lt;b&gt;img" in page
+
+
+def test_figure_for_notebooks(built):
+    rep, _, _ = built
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = rep.figure(0)
+    assert len(fig.axes) >= 4
+    with pytest.raises(KeyError, match="not built"):
+        rep.figure(5)
+
+
+def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
+    rep = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
+    calls = []
+    real = rep._write_unit
+
+    def write_then_die(out_dir, name):
+        real(out_dir, name)
+        calls.append(name)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    rep._write_unit = write_then_die
+    with pytest.raises(KeyboardInterrupt):
+        rep.run([1, 2], tmp_path)
+    units = sorted(p.name for p in (tmp_path / "units").iterdir())
+    assert units == ["channel_0001"]  # no temporary or half-written folder left
+    assert writer.load_unit(tmp_path, "channel_0001", rep.settings) is not None
+
+    rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
+    seen = []
+    orig = rep2.viz.visualize
+    rep2.viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
+    rep2.run([1, 2], tmp_path, resume=True)
+    assert seen == [[2]]  # unit 1 was complete: skipped
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [u["name"] for u in report["units"]] == ["channel_0001", "channel_0002"]
+    assert report["missing"] == []
+
+
+def test_resume_redoes_corrupted_unit_and_changed_settings(tmp_path):
+    rep = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
+    rep.run([1], tmp_path)
+    png = tmp_path / "units" / "channel_0001" / "positive.png"
+    png.write_bytes(png.read_bytes()[:-10])  # truncated file
+    assert writer.load_unit(tmp_path, "channel_0001", rep.settings) is None
+    seen = []
+    rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
+    orig = rep2.viz.visualize
+    rep2.viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
+    rep2.run([1], tmp_path, resume=True)
+    assert seen == [[1]]
+    assert writer.load_unit(tmp_path, "channel_0001", rep2.settings) is not None
+    # different settings: the unit on disk is not reused
+    rep3 = NeuronReport(make_tiny(), "conv2", NamedImages(), **dict(KW, steps=7))
+    seen3 = []
+    orig3 = rep3.viz.visualize
+    rep3.viz.visualize = lambda sels, **kw: seen3.append(list(sels)) or orig3(sels, **kw)
+    rep3.run([1], tmp_path, resume=True)
+    assert seen3 == [[1]]
+
+
+def test_unit_names_are_safe():
+    assert unit_name(3) == "channel_0003"
+    assert unit_name(fv.channel(12)) == "channel_0012"
+    assert unit_name((1, 2, 3)) == "neuron_1_2_3"
+
+    def evil(a):
+        return a[:, 0].mean((1, 2))
+
+    evil.__name__ = "../../etc/passwd"
+    name = unit_name(evil)
+    assert "/" not in name and writer.safe_child(Path("/tmp/x"), name).parent == Path("/tmp/x").resolve()
+    with pytest.raises(ValueError):
+        writer.safe_child(Path("/tmp/x"), "..")
