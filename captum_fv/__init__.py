@@ -10,16 +10,24 @@ optimum maximizes its negation, and penalties are costs you subtract.
 __version__ = "0.1.0"
 
 from . import data, metrics, models, objectives, param, transforms
+from . import registry
+from .attribution import Attribution, attribute, overlay
 from .hooks import model_guard
 from .layers import LayerInfo, layers, resolve_layer
+from .mining import DatasetExamples, Examples, ExampleSet
 from .objectives import Objective
 from .render import NonFiniteObjectiveError, RenderResult, render
 from .selectors import ChannelSelector, channel
 from .visualization import NeuronVisualization, Visualization, activations
+from .report import NeuronReport
+from .registry import register_attribution, register_objective
 
 __all__ = [
     "data", "metrics", "models", "objectives", "param", "transforms",
     "layers", "resolve_layer", "LayerInfo", "model_guard",
     "Objective", "render", "RenderResult", "NonFiniteObjectiveError",
     "channel", "ChannelSelector", "NeuronVisualization", "Visualization", "activations",
+    "registry", "register_objective", "register_attribution",
+    "DatasetExamples", "ExampleSet", "Examples", "attribute", "Attribution", "overlay",
+    "NeuronReport",
 ]

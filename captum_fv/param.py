@@ -136,6 +136,11 @@ class ImageParam(nn.Module):
                 f"image of shape {tuple(images.shape[1:])} does not fit this parameterization "
                 f"{tuple(target[1:])}; resize it to {target[2]}x{target[3]} with {target[1]} channels"
             )
+        if images.shape[0] not in (1, target[0]):
+            raise ValueError(
+                f"{images.shape[0]} images do not fit this parameterization's {target[0]} slots; "
+                f"give one image (shared by every slot) or {target[0]}"
+            )
         z = torch.logit(images.clamp(_EPS, 1 - _EPS)).expand(target).contiguous()
         if self.decorrelate:
             z = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.color), z)

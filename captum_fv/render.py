@@ -158,7 +158,11 @@ def render(
                     last_good.cpu(),
                     step,
                 )
-            loss.backward()
+            # Gradients for the image parameters only: with a plain forward function the model's
+            # parameters may still require grad, and backward() would fill their .grad.
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for p_, g_ in zip(params, grads):
+                p_.grad = g_
             if zero_run is not None:  # only the first steps: a dead start, not a plateau
                 zero_run = zero_run + 1 if _grad_is_zero(params) else None
                 if zero_run is not None and zero_run >= min(_ZERO_GRAD_PATIENCE, steps):

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..layers import LayerLike
-from .base import Objective
+from .base import Objective, min_batch_for
 from .units import _name, _unit_index
 
 
@@ -31,7 +31,12 @@ def channel_interpolate(
         v = (1 - t) * pooled[:, 0] + t * pooled[:, 1]
         return torch.zeros(a.shape[0], dtype=v.dtype, device=a.device).index_add(0, slots, v)
 
-    return Objective(fn, [layer], f"channel_interpolate({_name(layer)}, {unit_a}->{unit_b})")
+    return Objective(
+        fn,
+        [layer],
+        f"channel_interpolate({_name(layer)}, {unit_a}->{unit_b})",
+        min_batch_for(None if batch is None else list(batch)),
+    )
 
 
 def alignment(layer: LayerLike, decay_ratio: float = 2.0, reach: int = 4) -> Objective:

@@ -52,7 +52,10 @@ def style(layer: LayerLike, target_gram: torch.Tensor, batch: Slots = None) -> O
     target_gram = target_gram.detach()
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
-        return -_relative_error(gram(a), target_gram)
+        t = target_gram
+        if t.dim() == 3 and t.shape[0] > 1 and idx is not None:
+            t = t[idx.to(t.device)]  # one target per render slot, as in inversion
+        return -_relative_error(gram(a), t)
 
     return Objective(
         lambda ctx: per_slot(values, ctx.acts(layer), batch),

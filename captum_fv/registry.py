@@ -1,0 +1,136 @@
+"""Registry: visualization objectives and attribution methods by name, built-ins included.
+
+A user's own objective or attribution registers in one line and is then used by name through
+the same calls as the built-ins.
+
+>>> register_objective("sparse_channel", lambda layer, c: channel(layer, c) - 0.1 * l1())
+>>> get_objective("sparse_channel")("_blocks.8", 3)
+>>> register_attribution("my_ig", captum.attr.NeuronIntegratedGradients)
+>>> attribute(model, "_blocks.8", 3, images, method="my_ig")
+>>> print(catalog())
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from typing import Any, Callable, Dict, List, Optional
+
+from . import objectives as _obj
+from .attribution import NeuronMethod, _builtin_methods
+
+_OBJECTIVES: Dict[str, Callable[..., Any]] = {}
+_ATTRIBUTIONS: Dict[str, Any] = {}
+
+
+def _check_name(name: Any, table: Dict[str, Any], kind: str, overwrite: bool) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a {kind} name must be a non-empty string, got {name!r}")
+    if name in table and not overwrite:
+        raise ValueError(f"{kind} {name!r} is already registered; pass overwrite=True to replace it")
+
+
+def _lookup(name: str, table: Dict[str, Any], kind: str) -> Any:
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(str(name), list(table), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise LookupError(f"no {kind} named {name!r}{hint} Registered: {', '.join(table)}")
+
+
+def register_objective(name: str, factory: Optional[Callable[..., Any]] = None, *,
+                       overwrite: bool = False) -> Any:
+    """Register ``factory(*args) -> Objective`` under ``name``; without ``factory``, a decorator.
+
+    >>> register_objective("bright", lambda: objectives.l2(0.0) * -1)
+    """
+    if factory is None:
+        return lambda f: register_objective(name, f, overwrite=overwrite)
+    _check_name(name, _OBJECTIVES, "objective", overwrite)
+    if not callable(factory):
+        raise TypeError(f"an objective factory must be callable, got {type(factory).__name__}")
+    _OBJECTIVES[name] = factory
+    return factory
+
+
+def register_attribution(name: str, method: Any, *, overwrite: bool = False) -> Any:
+    """Register a Captum ``Neuron*`` class or an adapter under ``name``:
+    ``adapter(forward_func, layer, selector, inputs, **kwargs) -> attributions`` (or
+    ``(attributions, delta)``), ``layer`` being a module or None for the model output.
+
+    An adapter may set ``completeness = True`` to get a convergence delta, and ``check(selector,
+    layer_shape)`` to reject selectors early. Returns what was stored.
+
+    >>> register_attribution("ig", captum.attr.NeuronIntegratedGradients)
+    """
+    _check_name(name, _ATTRIBUTIONS, "attribution", overwrite)
+    if inspect.isclass(method) and hasattr(method, "attribute"):
+        method = NeuronMethod(method)
+    elif not callable(method):
+        raise TypeError("an attribution method must be a Captum Neuron* class or a callable "
+                        "adapter(forward_func, layer, selector, inputs, **kwargs); got "
+                        f"{type(method).__name__}")
+    _ATTRIBUTIONS[name] = method
+    return method
+
+
+def get_objective(name: str) -> Callable[..., Any]:
+    """The objective factory registered as ``name``, e.g. ``get_objective("channel")(layer, 3)``."""
+    return _lookup(name, _OBJECTIVES, "objective")
+
+
+def get_attribution(name: str) -> Any:
+    """The attribution adapter registered as ``name`` (what :func:`attribute` runs)."""
+    return _lookup(name, _ATTRIBUTIONS, "attribution method")
+
+
+def list_objectives() -> List[str]:
+    return list(_OBJECTIVES)
+
+
+def list_attributions() -> List[str]:
+    return list(_ATTRIBUTIONS)
+
+
+def describe_entry(entry: Any) -> str:
+    """One line: an adapter's ``description``, else the first line of its docstring."""
+    text = getattr(entry, "description", None) or _summary(getattr(entry, "__doc__", None))
+    return text or "(no description)"
+
+
+def _summary(doc: Optional[str]) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    return re.split(r"(?<=[.!?])\s", paragraph, maxsplit=1)[0]
+
+
+def catalog(width: int = 100) -> str:
+    """A table of every objective and attribution method with a one-line description
+    (descriptions longer than ``width`` characters are shortened).
+
+    >>> print(catalog())
+    kind         name                  description
+    objective    channel               Mean activation of channel ``unit`` over all positions.
+    ...
+    """
+    rows = [("objective", n, describe_entry(f)) for n, f in _OBJECTIVES.items()]
+    rows += [("attribution", n, describe_entry(m)) for n, m in _ATTRIBUTIONS.items()]
+    rows = [(k, n, d if len(d) <= width else d[: width - 3].rstrip() + "...") for k, n, d in rows]
+    wk = max(len("kind"), *(len(r[0]) for r in rows))
+    wn = max(len("name"), *(len(r[1]) for r in rows))
+    lines = [f"{'kind':<{wk}}  {'name':<{wn}}  description", f"{'-' * wk}  {'-' * wn}  {'-' * 11}"]
+    lines += [f"{k:<{wk}}  {n:<{wn}}  {d}" for k, n, d in rows]
+    return "\n".join(lines)
+
+
+_BUILTIN_OBJECTIVES = (
+    "channel", "neuron", "deepdream", "class_logit", "class_probability", "direction",
+    "random_direction", "diversity", "channel_interpolate", "alignment", "inversion", "style",
+    "l1", "l2", "total_variation", "blur",
+)
+
+for _name in _BUILTIN_OBJECTIVES:
+    register_objective(_name, getattr(_obj, _name))
+for _name, _method in _builtin_methods().items():
+    register_attribution(_name, _method)
+del _name, _method

@@ -1,0 +1,234 @@
+"""Tests for captum_fv.attribution: Captum's methods driven by captum-fv selectors."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients, NeuronIntegratedGradients
+from torch import nn
+
+import captum_fv as fv
+from captum_fv import registry
+from captum_fv.attribution import Attribution, attribute, normalize_attribution, overlay
+from captum_fv.mining import DatasetExamples
+
+SIZE = 12
+
+
+class Tiny(nn.Module):
+    """conv -> BN -> ReLU -> conv ("conv2", 8 x 6 x 6) -> ReLU -> pool -> fc (5 logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu2(self.conv2(self.relu1(self.bn(self.conv1(x)))))
+        return self.fc(self.pool(a).flatten(1))
+
+
+@pytest.fixture
+def model() -> Tiny:
+    torch.manual_seed(0)
+    m = Tiny()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.2, 0.2)
+        m.bn.running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+
+def no_hooks(m: nn.Module) -> bool:
+    return all(not (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
+                    or mod._backward_pre_hooks) for mod in m.modules())
+
+
+# ------------------------------------------------------------------ the real model
+
+
+@pytest.fixture(scope="module")
+def lite0() -> nn.Module:
+    return fv.models.efficientnet_lite0()
+
+
+@pytest.mark.slow
+def test_integrated_gradients_completeness_on_top_examples(lite0):
+    """IG on the top examples of a real unit: |delta| < 5% of f(x) - f(baseline)."""
+    ds = fv.data.sample_images(size=96, crops=2)
+    ex = DatasetExamples(lite0, "_blocks.8").collect(ds, k=2, batch_size=16, progress=False)
+    unit = int(torch.stack([ex.top(c).activations[0] for c in range(len(ex))]).argmax())
+    images = ex.images(unit)
+    a = attribute(lite0, "_blocks.8", unit, images, n_steps=32, internal_batch_size=32)
+    assert a.attributions.shape == images.shape and a.method == "integrated_gradients"
+    torch.testing.assert_close(a.activations, ex.top(unit).activations, rtol=1e-4, atol=1e-4)
+    assert bool((a.activations - a.baseline_activations > 1).all())  # the unit does fire
+    assert bool((a.relative_delta < 0.05).all()), a.relative_delta
+
+
+# ------------------------------------------------------------------ every method, same call
+
+
+@pytest.mark.parametrize("name", registry.list_attributions())
+def test_every_registered_method_runs_through_the_same_call(model, x, name):
+    extra = {"target": 0} if name == "conductance" else {}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    a = attribute(model, "conv2", (1, 2, 3), x, method=name, **extra)
+    assert isinstance(a, Attribution) and a.method == name
+    assert a.attributions.shape == x.shape and torch.isfinite(a.attributions).all()
+    assert a.activations.shape == (2,)
+    assert no_hooks(model) and not model.training
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k])
+    if name in ("deeplift", "deeplift_shap"):  # exact on a ReLU network: summation to delta
+        assert bool((a.relative_delta < 1e-3).all()), (name, a.relative_delta)
+    if name == "integrated_gradients":  # a 50-step integral
+        assert bool((a.relative_delta < 0.1).all()), a.relative_delta
+
+
+@pytest.mark.parametrize("name", [n for n in registry.list_attributions() if n != "conductance"])
+def test_channel_selectors_work_for_every_aggregating_method(model, x, name):
+    a = attribute(model, "conv2", 4, x, method=name)
+    assert a.attributions.shape == x.shape
+
+
+def test_int_channel_means_captum_channel_selector(model, x):
+    """Captum sees the same spatial-mean definition the visualization maximized."""
+    ours = attribute(model, "conv2", 3, x, n_steps=20)
+    theirs = NeuronIntegratedGradients(model, model.conv2).attribute(
+        x, neuron_selector=fv.channel(3), n_steps=20)
+    torch.testing.assert_close(ours.attributions, theirs)
+    with torch.no_grad():
+        f = model.conv2(model.relu1(model.bn(model.conv1(x))))[:, 3].mean((1, 2))
+    torch.testing.assert_close(ours.activations, f)
+
+
+def test_callable_selector_and_baselines(model, x):
+    def two(a: torch.Tensor) -> torch.Tensor:
+        return a[:, 0].amax((1, 2)) + a[:, 1, 0, 0]
+
+    a = attribute(model, "conv2", two, x, baselines=0.5, n_steps=64)
+    assert a.attributions.shape == x.shape
+    assert bool((a.relative_delta < 0.05).all())
+    with torch.no_grad():
+        assert torch.allclose(a.baseline_activations,
+                              two(model.conv2(model.relu1(model.bn(model.conv1(torch.full_like(x, 0.5)))))))
+
+
+def test_class_logit_pairs_with_integrated_gradients(model, x):
+    a = attribute(model, None, 2, x, n_steps=40)
+    ref, delta = IntegratedGradients(model).attribute(x, target=2, n_steps=40, return_convergence_delta=True)
+    torch.testing.assert_close(a.attributions, ref)
+    torch.testing.assert_close(a.delta, delta.abs())
+    with torch.no_grad():
+        torch.testing.assert_close(a.activations, model(x)[:, 2])
+        torch.testing.assert_close(a.baseline_activations, model(torch.zeros_like(x))[:, 2])
+
+
+def test_model_state_restored_and_no_hooks_left(x):
+    m = Tiny().train()
+    m.fc.weight.requires_grad_(False)
+    grads = [p.requires_grad for p in m.parameters()]
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    for name in ("integrated_gradients", "deeplift", "guided_backprop", "feature_ablation"):
+        attribute(m, "conv2", 1, x, method=name)
+    assert m.training and all(mod.training for mod in m.modules())
+    assert [p.requires_grad for p in m.parameters()] == grads
+    assert no_hooks(m)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_conductance_rejects_aggregating_selectors(model, x):
+    with pytest.raises(ValueError, match=r"one neuron.*tuple such as \(c, y, x\)"):
+        attribute(model, "conv2", 3, x, method="conductance", target=0)
+    with pytest.raises(ValueError, match="target="):
+        attribute(model, "conv2", (3, 1, 1), x, method="conductance")
+
+
+def test_unknown_kwargs_and_methods(model, x):
+    with pytest.raises(TypeError, match="does not take.*n_steps"):
+        attribute(model, "conv2", 1, x, method="gradient", n_steps=3)
+    with pytest.raises(LookupError, match="integrated_gradients"):
+        attribute(model, "conv2", 1, x, method="integrated_gradient")
+
+
+def test_hook_based_methods_need_the_module(model, x):
+    with pytest.raises(TypeError, match="nn.Module"):
+        attribute(lambda t: model(t), model.conv2, 1, x, method="deeplift")
+
+
+def test_integration_method_is_captums_method(model, x):
+    a = attribute(model, "conv2", 1, x, n_steps=16, integration_method="riemann_trapezoid")
+    b = NeuronIntegratedGradients(model, model.conv2).attribute(
+        x, fv.channel(1), n_steps=16, method="riemann_trapezoid")
+    torch.testing.assert_close(a.attributions, b)
+
+
+def test_no_captum_warnings_leak(model, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attribute(model, "conv2", 1, x, method="guided_backprop")
+        attribute(model, "conv2", 1, x, method="deeplift")
+
+
+# ------------------------------------------------------------------ heat maps
+
+
+def test_normalization_matches_captum(x):
+    vis = pytest.importorskip("captum.attr._utils.visualization")
+    attr = torch.randn(3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    for sign in ("absolute_value", "positive", "negative", "all"):
+        ours = normalize_attribution(attr, sign, 2)
+        theirs = vis._normalize_attr(attr.permute(1, 2, 0).sum(2).numpy(), sign, 2)
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_overlay_is_a_pure_rgb_image(x):
+    attr = torch.zeros(3, SIZE, SIZE)
+    attr[:, 2:4, 5:7] = 1.0
+    img = x[0].clone()
+    out = overlay(img, attr, alpha=0.5, sign="positive")
+    assert out.shape == (3, SIZE, SIZE) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(img, x[0])
+    hot, cold = out[:, 2, 5], out[:, 0, 0]
+    assert hot[1] > hot[0] and hot[1] > hot[2]  # green where the attribution is
+    assert overlay(x, torch.zeros_like(x)).shape == (2, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match="sign"):
+        overlay(img, attr, sign="both")
+
+
+def test_overlay_matches_matplotlib_colormap(x):
+    mpl = pytest.importorskip("matplotlib")
+    attr = torch.randn(3, SIZE, SIZE, generator=torch.Generator().manual_seed(6))
+    norm = normalize_attribution(attr, "absolute_value").numpy()
+    grey = x[0].mean(0).numpy()
+    grey = (grey - grey.min()) / (grey.max() - grey.min())
+    expected = 0.5 * grey[..., None] + 0.5 * mpl.colormaps["Blues"](norm)[..., :3]
+    got = overlay(x[0], attr).permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, expected, atol=0.01)  # matplotlib's 256-entry table
+
+
+def test_methods_warn_where_captum_has_no_rule_for_an_activation(x):
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 3), nn.ReLU()).eval()
+    for name, missing in (("guided_backprop", "ReLU6"), ("deeplift", "ReLU6")):
+        with pytest.warns(UserWarning, match=f"no rule for {missing}"):
+            attribute(m, "2", 1, x, method=name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attribute(m, "2", 1, x, method="integrated_gradients")
