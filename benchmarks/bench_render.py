@@ -50,22 +50,25 @@ def _prefix(model: torch.nn.Module, depth: int) -> Callable[[torch.Tensor], torc
     return run
 
 
-def truncation(model: torch.nn.Module) -> Dict[str, float]:
+def truncation(model: torch.nn.Module, layers=("_blocks.3", "_blocks.8", "_blocks.13")) -> Dict[str, float]:
     x = torch.rand(8, 3, 224, 224)
-    ref = resolve_layer(model, LAYER)
+    out = {}
 
-    def step(capture: Capture) -> None:
+    def step(capture: Capture, key: str) -> None:
         xi = x.clone().requires_grad_(True)
-        capture(xi)[ref.key].mean().backward()
+        capture(xi)[key].mean().backward()
 
-    with model_guard(model):
-        with Capture(model, model, [ref]) as cut:
-            t_cut = _time(lambda: step(cut))
-        with Capture(model, model, [ref], truncate=False) as full:
-            t_full = _time(lambda: step(full))
-    print(f"[truncation] batch 8 @224px, fwd+bwd to {LAYER}: truncated {t_cut * 1e3:.0f} ms, "
-          f"full model {t_full * 1e3:.0f} ms, ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)")
-    return {"truncated_ms": t_cut * 1e3, "full_ms": t_full * 1e3, "ratio": t_cut / t_full}
+    for layer in layers:
+        ref = resolve_layer(model, layer)
+        with model_guard(model):
+            with Capture(model, model, [ref]) as cut:
+                t_cut = _time(lambda: step(cut, ref.key))
+            with Capture(model, model, [ref], truncate=False) as full:
+                t_full = _time(lambda: step(full, ref.key))
+        print(f"[truncation] batch 8 @224px, fwd+bwd to {layer}: truncated {t_cut * 1e3:.0f} ms, "
+              f"full model {t_full * 1e3:.0f} ms: ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)")
+        out[layer] = t_cut / t_full
+    return out
 
 
 def overhead(model: torch.nn.Module, batch: int = 8, size: int = 128, steps: int = 20) -> Dict[str, float]:

@@ -107,14 +107,20 @@ def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
     assert writer.load_unit(tmp_path, "channel_0001", rep.settings) is not None
 
     rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
-    seen = []
-    orig = rep2.viz.visualize
-    rep2.viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
+    written = []
+    real2 = rep2._write_unit
+    rep2._write_unit = lambda out_dir, name: written.append(name) or real2(out_dir, name)
     rep2.run([1, 2], tmp_path, resume=True)
-    assert seen == [[2]]  # unit 1 was complete: skipped
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert [u["name"] for u in report["units"]] == ["channel_0001", "channel_0002"]
-    assert report["missing"] == []
+    assert written == ["channel_0002"]  # unit 1 was complete: kept as it was
+    resumed = json.loads((tmp_path / "report.json").read_text())
+    assert [u["name"] for u in resumed["units"]] == ["channel_0001", "channel_0002"]
+    assert resumed["missing"] == []
+
+    # the same final result as a run that was never interrupted
+    fresh = tmp_path / "fresh"
+    NeuronReport(make_tiny(), "conv2", NamedImages(), **KW).run([1, 2], fresh)
+    expected = json.loads((fresh / "report.json").read_text())
+    assert resumed["units"] == expected["units"]
 
 
 def test_resume_redoes_corrupted_unit_and_changed_settings(tmp_path):

@@ -94,6 +94,7 @@ class NeuronReport:
         return {
             "model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
             "facets": self.facets, "k": self.k, "seed": self.seed, "attribution": self.attribution,
+            "max_batch": self.max_batch,
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
         }
 
@@ -102,23 +103,39 @@ class NeuronReport:
         self,
         units: Sequence[Selector],
         on_unit: Optional[Callable[[str], None]] = None,
+        only: Optional[Sequence[Selector]] = None,
     ) -> "NeuronReport":
-        """Optimize, mine and attribute ``units``; ``on_unit(name)`` runs as each one completes."""
+        """Optimize, mine and attribute ``units``; ``on_unit(name)`` runs as each one completes.
+
+        Units are optimized in fixed chunks of ``units`` (each chunk its own seed), so a unit's
+        images do not depend on which other units are being redone: with ``only``, just the
+        chunks holding those units are optimized, and the results equal a full build's.
+        """
         from .. import attribution as attr_lib
         from ..mining import DatasetExamples
 
         units = list(units)
-        if not units:
-            return self
         for u in units:
             as_callable(u)
+        wanted = {unit_name(u) for u in (units if only is None else only)}
         t = time.perf_counter()
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
-        vis: List[Visualization] = self.viz.visualize(
-            list(units), size=self.size, steps=self.steps, facets=self.facets, negative=True,
-            seed=self.seed, thresholds=thresholds, max_batch=self.max_batch, progress=self.progress,
-        )
+        chunk = max(1, self.max_batch // (2 + self.facets))  # positive + facets + negative
+        vis: Dict[str, Visualization] = {}
+        for start in range(0, len(units), chunk):
+            part = units[start : start + chunk]
+            if not wanted & {unit_name(u) for u in part}:
+                continue
+            done = self.viz.visualize(
+                part, size=self.size, steps=self.steps, facets=self.facets, negative=True,
+                seed=self.seed + start, thresholds=thresholds, max_batch=len(part) * (2 + self.facets),
+                progress=self.progress,
+            )
+            vis.update({unit_name(u): v for u, v in zip(part, done)})
         self.timings["optimization"] += time.perf_counter() - t
+        units = [u for u in units if unit_name(u) in wanted]
+        if not units:
+            return self
 
         t = time.perf_counter()
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
@@ -126,8 +143,9 @@ class NeuronReport:
         )
         self.timings["mining"] += time.perf_counter() - t
 
-        bar = tqdm(list(zip(units, vis)), desc="attribution", disable=not self.progress, leave=False)
-        for sel, v in bar:
+        bar = tqdm(units, desc="attribution", disable=not self.progress, leave=False)
+        for sel in bar:
+            v = vis[unit_name(sel)]
             t = time.perf_counter()
             top_images = mined.images(sel, "top")
             att = attr_lib.attribute(
@@ -253,7 +271,7 @@ class NeuronReport:
         names = [unit_name(u) for u in units]
         todo = [u for u, n in zip(units, names)
                 if not (resume and writer.load_unit(out_dir, n, self.settings) is not None)]
-        self.build(todo, on_unit=lambda name: self._write_unit(out_dir, name))
+        self.build(units, on_unit=lambda name: self._write_unit(out_dir, name), only=todo)
         return self._write_index(out_dir, names)
 
     # -- notebooks ------------------------------------------------------------------------------
