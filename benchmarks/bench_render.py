@@ -29,13 +29,19 @@ QUICK = "--quick" in sys.argv
 
 
 def _time(fn: Callable[[], object], repeat: int = 7) -> float:
-    fn()  # warm-up
-    times = []
+    return _time_pair(fn, fn, repeat)[0]
+
+
+def _time_pair(a: Callable[[], object], b: Callable[[], object], repeat: int = 9) -> "tuple[float, float]":
+    """Median times of ``a`` and ``b``, run alternately so machine load hits both alike."""
+    a(), b()  # warm-up
+    ta, tb = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, times in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def _prefix(model: torch.nn.Module, depth: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -60,11 +66,9 @@ def truncation(model: torch.nn.Module, layers=("_blocks.3", "_blocks.8", "_block
 
     for layer in layers:
         ref = resolve_layer(model, layer)
-        with model_guard(model):
-            with Capture(model, model, [ref]) as cut:
-                t_cut = _time(lambda: step(cut, ref.key))
-            with Capture(model, model, [ref], truncate=False) as full:
-                t_full = _time(lambda: step(full, ref.key))
+        with model_guard(model), Capture(model, model, [ref]) as cut, \
+                Capture(model, model, [ref], truncate=False) as full:
+            t_cut, t_full = _time_pair(lambda: step(cut, ref.key), lambda: step(full, ref.key))
         print(f"[truncation] batch 8 @224px, fwd+bwd to {layer}: truncated {t_cut * 1e3:.0f} ms, "
               f"full model {t_full * 1e3:.0f} ms: ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)")
         out[layer] = t_cut / t_full

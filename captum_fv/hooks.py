@@ -113,12 +113,15 @@ class Capture:
         self._counts: Dict[str, int] = {}
         self._store: Dict[str, torch.Tensor] = {}
         self._checked = False
+        self._running = False
         self._stack: Optional[contextlib.ExitStack] = None
 
     def _hook(self, name: str) -> Callable:
         wanted = self._wanted[name]
 
         def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+            if not self._running:  # another forward of the same model (a nested or other Capture)
+                return
             k = self._counts.get(name, 0)
             self._counts[name] = k + 1
             keys = wanted.get(k)
@@ -178,6 +181,7 @@ class Capture:
         self._counts = {}
         self._store = {}
         out = None
+        self._running = True
         try:
             out = self.forward_func(x)
         except _StopForward:
@@ -189,6 +193,8 @@ class Capture:
                     "is too small for the model, use a larger size."
                 ) from e
             raise
+        finally:
+            self._running = False
         if not self._checked:
             self._check_calls()
         if self.need_output:

@@ -625,3 +625,22 @@ def test_layer_returning_non_tensor_raises_type_error():
     with pytest.raises(TypeError, match="'mapping' returned dict"):
         capture(model, ["mapping"], image(1, 12))
     assert hooks_of(model) == before
+
+
+def test_two_captures_on_one_model_do_not_interfere():
+    """Each Capture's hooks act only during its own call: one cannot truncate the other."""
+    from torch import nn
+
+    from captum_fv.hooks import Capture
+    from captum_fv.layers import resolve_layer
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    x = torch.rand(2, 3, 12, 12)
+    model(x)
+    ref = resolve_layer(model, "0")
+    with Capture(model, model, [ref]) as cut, Capture(model, model, [ref, resolve_layer(model, None)]) as full:
+        for _ in range(3):
+            cut(x)
+            acts = full(x)
+            assert acts[""].shape == (2, 2)  # the full forward ran to the end
+            assert torch.equal(acts["0"], cut(x)["0"])
