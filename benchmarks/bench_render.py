@@ -128,26 +128,28 @@ def param(model: torch.nn.Module, chans=(3, 12, 40, 97), size: int = 128) -> Non
         _save(res.images, f"param_{name.split(',')[0].replace('+', '_').replace(' ', '')}.png")
 
 
-def ratio(model: torch.nn.Module, size: int = 128) -> Dict[str, float]:
+def ratio(model: torch.nn.Module, size: int = 128, layers=(LAYER, "_blocks.12")) -> Dict[str, float]:
     ds = fv.data.sample_images(size=size, crops=32)
     x = torch.stack([ds[i][0] for i in range(len(ds))])
-    acts = fv.activations(model, LAYER, x).flatten(2).mean(2)
-    n_ch = acts.shape[1]
-    chans = list(range(0, n_ch, n_ch // 16))[:16]
-    best = acts[:, chans].max(0).values
     steps = 128 if QUICK else 512
-    res = fv.render(model, fv.objectives.channel(LAYER, chans), steps=steps, size=size,
-                    thresholds=[128], progress=False)
     out = {}
-    for m in sorted({128, steps}):
-        r = _channel_acts(model, res.snapshots[m], chans) / best
-        out[m] = r
-        print(f"[ratio] {LAYER} {len(chans)} channels @{size}px, {m} steps, activation / best of "
-              f"{len(ds)} sample crops: min {r.min():.2f}x, median {r.median():.2f}x "
-              f"(goal at 128: min >= 3, median >= 6)")
-        print("        per channel: " + ", ".join(f"{c}:{v:.1f}" for c, v in zip(chans, r.tolist())))
-    _save(res.images, "ratio_channels.png")
-    return {"min128": out[128].min().item(), "median128": out[128].median().item()}
+    for layer in layers:
+        acts = fv.activations(model, layer, x).flatten(2).mean(2)
+        n_ch = acts.shape[1]
+        chans = list(range(0, n_ch, n_ch // 16))[:16]  # evenly spaced, not hand-picked
+        best = acts[:, chans].max(0).values
+        res = fv.render(model, fv.objectives.channel(layer, chans), steps=steps, size=size,
+                        thresholds=[128], progress=False)
+        for m in sorted({128, steps}):
+            got = fv.activations(model, layer, res.snapshots[m]).flatten(2).mean(2)
+            r = got[torch.arange(len(chans)), chans] / best
+            out[f"{layer}@{m}"] = r
+            print(f"[ratio] {layer} {len(chans)} channels @{size}px, {m} steps, activation / best of "
+                  f"{len(ds)} sample crops: min {r.min():.2f}x, median {r.median():.2f}x "
+                  f"(goal at 128: min >= 3, median >= 6)")
+            print("        per channel: " + ", ".join(f"{c}:{v:.1f}" for c, v in zip(chans, r.tolist())))
+        _save(res.images, f"ratio_{layer}.png")
+    return {k: v.median().item() for k, v in out.items()}
 
 
 def batching(model: torch.nn.Module, size: int = 128, steps: int = 16) -> Dict[str, float]:
