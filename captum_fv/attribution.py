@@ -107,6 +107,12 @@ class NeuronMethod:
     def __repr__(self) -> str:
         return f"NeuronMethod({self.neuron_cls.__name__})"
 
+    @property
+    def truncates(self) -> bool:
+        """Whether the network past the layer can be skipped: the method needs only the unit's
+        value and its input gradient (no per-module rules, no model-output target)."""
+        return not self.needs_module and not self.needs_target
+
     def check(self, selector: Selector, layer_shape: Tuple[int, ...]) -> None:
         """Raise if this method cannot attribute ``selector`` on a layer of this output shape."""
         if self.aggregates:
@@ -159,6 +165,23 @@ class NeuronMethod:
         sel = _captum_selector(selector, self.aggregates)
         captum = self.neuron_cls(forward_func, layer, **init)
         return captum.attribute(inputs, neuron_selector=sel, **call)
+
+
+class _Prefix(nn.Module):
+    """The network up to a layer, as a model whose output is that layer's activation.
+
+    Captum hooks ``probe`` (an identity on the captured activation), so a neuron method sees the
+    same unit values and gradients as on the full model while the forward stops at the layer.
+    """
+
+    def __init__(self, run: Capture, key: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "_run", run)  # not a submodule: the model is not ours to own
+        self.key = key
+        self.probe = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.probe(self._run(x)[self.key])
 
 
 #: Activation modules a model may use; methods with per-module rules are checked against these.
@@ -325,7 +348,12 @@ def attribute(
             for text in _EXPECTED_WARNINGS:
                 warnings.filterwarnings("ignore", message=text)
             target_layer = None if ref.name == OUTPUT else ref.module
-            out = adapter(forward_func, target_layer, selector, x, **kwargs)
+            if ref.name != OUTPUT and module is not None and getattr(adapter, "truncates", False):
+                with Capture(module, forward_func, [ref]) as run:
+                    prefix = _Prefix(run, ref.key)
+                    out = adapter(prefix, prefix.probe, selector, x, **kwargs)
+            else:
+                out = adapter(forward_func, target_layer, selector, x, **kwargs)
         attributions, delta = out if isinstance(out, tuple) else (out, None)
         fb = None
         if _has_completeness(adapter, kwargs):

@@ -232,3 +232,28 @@ def test_methods_warn_where_captum_has_no_rule_for_an_activation(x):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attribute(m, "2", 1, x, method="integrated_gradients")
+
+
+def test_neuron_methods_skip_the_network_after_the_layer():
+    """IG through the truncated prefix: modules after the layer run only in the first (probing)
+    call, and the attributions equal Captum's on the full model."""
+    from captum.attr import NeuronIntegratedGradients
+
+    from conftest import make_tiny
+
+    model = make_tiny()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    counts = []
+    for n_steps in (8, 32):
+        calls = []
+        handle = model.conv3.register_forward_hook(lambda *a: calls.append(1))
+        try:
+            ours = fv.attribute(model, "conv2", 3, x, n_steps=n_steps)
+        finally:
+            handle.remove()
+        counts.append(len(calls))
+    # only the one-off probing forwards reach conv3; IG's steps stop at conv2
+    assert counts[0] == counts[1] < 8
+    ours = fv.attribute(model, "conv2", 3, x, n_steps=16)
+    ref = NeuronIntegratedGradients(model, model.conv2).attribute(x, neuron_selector=fv.channel(3), n_steps=16)
+    assert torch.allclose(ours.attributions, ref, atol=1e-6, rtol=1e-4)
