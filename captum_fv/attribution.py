@@ -243,6 +243,10 @@ def _split_kwargs(cls: Type[Any], kwargs: Dict[str, Any], name: str) -> Tuple[Di
     return init, call
 
 
+#: Path points per forward in integrated gradients: bounds memory whatever n_steps x examples.
+_PATH_BATCH = 64
+
+
 def grey_baselines(inputs: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """A baseline distribution for SHAP methods: flat images at evenly spaced grey levels."""
     values = torch.linspace(0, 1, levels, device=inputs.device, dtype=inputs.dtype)
@@ -271,7 +275,7 @@ def _builtin_methods() -> Dict[str, NeuronMethod]:
         "integrated_gradients": NeuronMethod(
             NeuronIntegratedGradients, "Integrated Gradients: path integral of the unit's gradient "
             "from a baseline (default black) to the input.", output_cls=IntegratedGradients,
-            completeness=True),
+            completeness=True, defaults={"internal_batch_size": lambda x: _PATH_BATCH}),
         "gradient": NeuronMethod(
             NeuronGradient, "Gradient of the unit with respect to each input pixel."),
         "gradient_shap": NeuronMethod(
