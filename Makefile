@@ -29,7 +29,8 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/bench_mining.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache $(OUT)
