@@ -1,6 +1,8 @@
 """The ``captum-fv`` command: ``report``, ``layers`` and ``objectives``.
 
 Exit codes: 0 success, 2 usage error, 1 runtime failure, each failure as one line on stderr.
+Under ``torchrun`` (``WORLD_SIZE`` > 1) ``report`` shares the work among the processes, one GPU
+each when CUDA is available, and rank 0 prints the result.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import importlib
 import re
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -17,6 +20,9 @@ from torch import nn
 
 DEMO_LAYER = "_blocks.8"
 DEMO_UNITS = "0-5"
+#: How long a process waits for the others in a collective: one may still be optimizing its last
+#: chunk while the others wait to mine (NCCL's own default, 10 minutes, can be too short).
+GROUP_TIMEOUT = timedelta(hours=1)
 
 
 class UsageError(Exception):
@@ -69,6 +75,20 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     )
 
 
+def _device(spec: str) -> torch.device:
+    """'auto': cuda:LOCAL_RANK when CUDA is available (one GPU per process), else the CPU."""
+    from . import distributed
+
+    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UsageError("--device cuda, but CUDA is not available here; use --device cpu")
+    try:
+        return distributed.device()
+    except RuntimeError as e:
+        raise UsageError(str(e)) from e
+
+
 def _dataset(spec: str, size: int):
     from . import data
 
@@ -96,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--k", type=int, default=6, help="top/bottom dataset examples per unit")
     r.add_argument("--attribution", default="integrated_gradients", help="attribution method name")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-batch", type=int, default=64,
+                   help="most images optimized at once; units are optimized (and shared among "
+                        "torchrun processes) in chunks of max_batch // (2 + facets)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: the GPU cuda:LOCAL_RANK when CUDA is available, else the CPU")
     r.add_argument("--out", default="report", help="output folder (nothing is written outside it)")
     r.add_argument("--resume", action="store_true", help="keep units already complete in --out")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -112,11 +137,14 @@ def _parser() -> argparse.ArgumentParser:
 def _report(args: argparse.Namespace) -> int:
     from .report import NeuronReport
 
-    for name in ("size", "steps", "k"):
+    from . import distributed
+
+    for name in ("size", "steps", "k", "max_batch"):
         if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be >= 1")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     units = parse_units(args.units)
-    model = load_model(args.model, args.weights)
+    device = _device(args.device)
+    model = load_model(args.model, args.weights).to(device)
     layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
     if layer is None:
         raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
@@ -140,14 +168,20 @@ def _report(args: argparse.Namespace) -> int:
     except LookupError as e:  # KeyError is one too
         raise UsageError(str(e).strip("'\"")) from e
     dataset = _dataset(args.data, args.size)
-    t = time.perf_counter()
-    report = NeuronReport(
-        model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
-        facets=args.facets, k=args.k, seed=args.seed, model_name=args.model, progress=not args.quiet,
-    )
-    index = report.run(units, args.out, resume=args.resume)
-    split = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
-    print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s: {split})")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    # Under torchrun: one process group for the run, made here unless the caller has one.
+    with distributed.process_group_from_env(backend, GROUP_TIMEOUT):
+        t = time.perf_counter()
+        report = NeuronReport(
+            model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
+            facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
+            model_name=args.model, progress=not args.quiet,
+        )
+        index = report.run(units, args.out, resume=args.resume)
+        if distributed.rank() == 0:
+            split = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+            procs = f" on {distributed.world_size()} processes" if distributed.is_distributed() else ""
+            print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s{procs}: {split})")
     return 0
 
 

@@ -5,6 +5,10 @@ One streaming pass over a dataset keeps, for every unit at once, the top-k and b
 near chosen quantiles of the unit's activation distribution. Memory is O(units x k) plus a fixed
 uniform sample for the quantiles, never O(dataset).
 
+Inside a ``torch.distributed`` process group the pass is shared among the ranks: each reads and
+runs its round-robin share of the batches, and the states are merged exactly (see
+:meth:`DatasetExamples.collect`), so every rank gets the result one process would have found.
+
 >>> ex = DatasetExamples(model, "_blocks.8").collect(fv.data.sample_images(crops=32), k=9)
 >>> ex.top(12).indices, ex.names(12)[:2], ex.images(12, "bottom").shape
 """
@@ -19,6 +23,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 from tqdm.auto import tqdm
 
+from . import distributed as dist_lib
 from .hooks import Capture, model_guard
 from .layers import LayerLike, model_device, model_dtype, resolve_layer
 from .render import module_of
@@ -239,26 +244,63 @@ class _Extremes:
     def tensors(self) -> List[torch.Tensor]:
         return [self.values, self.index, self.pos]
 
+    @classmethod
+    def merged(cls, k: int, largest: bool, parts: Sequence[Sequence[torch.Tensor]]) -> "_Extremes":
+        """The state one pass over everything would have: each part is another pass's
+        ``tensors()`` over disjoint examples. A part's top-k holds every one of its examples that
+        can be in the overall top-k, and sorting by (value, then lower index) is the stream's
+        order, so the result is exact, ties included."""
+        out = cls(k, largest)
+        parts = [p for p in parts if p[0].shape[0] > 0]
+        if parts:
+            v, i, p = (torch.cat(t) for t in zip(*parts))
+            order = _lexsort(v, i, descending=largest)[:k]
+            out.values, out.index, out.pos = v.gather(0, order), i.gather(0, order), p.gather(0, order)
+        return out
+
+
+def _lexsort(primary: torch.Tensor, index: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Order along dim 0 by ``primary`` (per column), ties by lower ``index``."""
+    by_index = torch.sort(index, dim=0, stable=True).indices
+    order = torch.sort(primary.gather(0, by_index), dim=0, descending=descending, stable=True).indices
+    return by_index.gather(0, order)
+
 
 class _Sample:
     """A uniform sample of at most ``size`` examples (all units' values for each), one pass.
 
-    Each example draws a key from a seeded local generator and the ``size`` smallest keys are
-    kept: a uniform sample without replacement, whatever the dataset length (bottom-k sampling).
+    Each example gets a random key and the ``size`` smallest keys are kept (ties: lower index):
+    a uniform sample without replacement, whatever the dataset length (bottom-k sampling). The
+    key of the example at dataset index ``i`` is the ``i``-th draw of a generator seeded with
+    ``seed``: it depends on the seed and the index only, not on batching or on which process
+    reads the example, so samples taken by several processes merge into the one-process sample.
     """
 
     def __init__(self, size: int, seed: int) -> None:
         self.size = size
         self.gen = torch.Generator().manual_seed(seed)
+        self.drawn = 0  # keys drawn so far = index of the next key
         self.keys = torch.zeros(0)
         self.index = torch.zeros(0, dtype=torch.long)
         self.values = torch.zeros(0, 0)
         self.pos = torch.zeros(0, 0, dtype=torch.int32)
 
+    def _keys(self, start: int, n: int) -> torch.Tensor:
+        """Keys of the examples ``start .. start + n - 1`` (indices only ever increase)."""
+        if start < self.drawn:
+            raise RuntimeError(f"examples arrived out of order (index {start} after {self.drawn - 1})")
+        while self.drawn < start:  # another process's examples: draw their keys, unused
+            skip = min(start - self.drawn, 1 << 20)
+            torch.rand(skip, generator=self.gen)
+            self.drawn += skip
+        self.drawn += n
+        return torch.rand(n, generator=self.gen)
+
     def update(self, values: torch.Tensor, index: torch.Tensor, pos: torch.Tensor) -> None:
+        """Offer examples ``index`` (consecutive dataset indices) with their values."""
         if self.values.numel() == 0:
             self.values, self.pos = values[:0], pos[:0]
-        keys = torch.cat([self.keys, torch.rand(len(index), generator=self.gen)])
+        keys = torch.cat([self.keys, self._keys(int(index[0]), len(index))])
         order = torch.sort(keys, stable=True).indices[: self.size]
         if len(self.keys) == len(order) and bool((order < len(self.keys)).all()):
             return  # nothing new got in
@@ -269,6 +311,18 @@ class _Sample:
 
     def tensors(self) -> List[torch.Tensor]:
         return [self.keys, self.index, self.values, self.pos]
+
+    @classmethod
+    def merged(cls, size: int, seed: int, parts: Sequence[Sequence[torch.Tensor]]) -> "_Sample":
+        """The sample one pass over everything would keep: the ``size`` smallest (key, index)
+        among the parts' samples (each part's sample holds all of its examples that can be)."""
+        out = cls(size, seed)
+        parts = [p for p in parts if len(p[0]) > 0]
+        if parts:
+            keys, index, values, pos = (torch.cat(t) for t in zip(*parts))
+            order = _lexsort(keys, index, descending=False)[:size]
+            out.keys, out.index, out.values, out.pos = keys[order], index[order], values[order], pos[order]
+        return out
 
 
 def _nearest(sample: _Sample, levels: torch.Tensor, k: int) -> Tuple[torch.Tensor, ...]:
@@ -305,6 +359,7 @@ class _Units:
             raise ValueError(f"layer {layer!r} outputs one value per example; there are no units "
                              "to mine, pick a layer with channels")
         n_channels = layer_shape[0]
+        self.layer_shape = tuple(layer_shape)
         self.units: List[Any] = list(range(n_channels)) if units is None else list(units)
         if not self.units:
             raise ValueError("units is empty; pass None for every channel, or a list of units")
@@ -419,10 +474,22 @@ def _first_conv_channels(module: Optional[nn.Module]) -> Optional[int]:
     return None
 
 
-def _batches(data: Any, batch_size: int, num_workers: int) -> Tuple[Iterable, Any, Optional[int]]:
-    """(batches, indexable dataset or None, length or None); rejects orders that lose indices."""
+Batches = Iterable[Tuple[Any, int]]
+
+
+def _batches(data: Any, batch_size: int, num_workers: int, rank: int = 0,
+             world: int = 1) -> Tuple[Batches, Any, Optional[int]]:
+    """(this rank's batches as (batch, dataset index of its first example), indexable dataset
+    or None, number of examples this rank reads or None); rejects orders that lose indices.
+
+    The batches are those one process would read, in order; rank ``r`` of ``world`` takes
+    batches ``r, r + world, ...`` (``DistributedSampler(shuffle=False)``'s round-robin, dealt by
+    batch, never padded). Every forward pass then sees exactly the batch one process would see,
+    so activations match bit for bit even where kernels depend on the batch's size or content.
+    """
     if torch.is_tensor(data):
-        return data.split(batch_size), data, len(data)
+        parts = [(x, b * batch_size) for b, x in enumerate(data.split(batch_size))][rank::world]
+        return parts, data, sum(len(x) for x, _ in parts)
     if isinstance(data, DataLoader):
         bs = data.batch_sampler
         sequential = isinstance(data.dataset, IterableDataset) or (
@@ -433,14 +500,30 @@ def _batches(data: Any, batch_size: int, num_workers: int) -> Tuple[Iterable, An
                              "custom sampler), so example indices would be lost; build it with "
                              "shuffle=False, or pass the Dataset itself")
         ds = data.dataset
-        return data, ds, len(ds) if hasattr(ds, "__len__") and not isinstance(ds, IterableDataset) else None
+        n = len(ds) if hasattr(ds, "__len__") and not isinstance(ds, IterableDataset) else None
+        return _dealt(data, rank, world), ds, n if world == 1 else None
+    if isinstance(data, IterableDataset):
+        loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+        n = len(data) if hasattr(data, "__len__") and world == 1 else None
+        return _dealt(loader, rank, world), None, n
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        n = len(data)
+        ranges = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)][rank::world]
+        loader = DataLoader(data, batch_sampler=[list(r) for r in ranges], num_workers=num_workers,
                             collate_fn=_collate)
-        n = len(data) if hasattr(data, "__len__") else None
-        return loader, (None if isinstance(data, IterableDataset) else data), n
+        return zip(loader, [r.start for r in ranges]), data, sum(len(r) for r in ranges)
     raise TypeError(f"cannot mine a {type(data).__name__}; pass a Dataset or DataLoader yielding "
                     "images or (image, label) pairs, or a tensor (N, C, H, W)")
+
+
+def _dealt(loader: Iterable, rank: int, world: int) -> Batches:
+    """Batches ``rank, rank + world, ...`` of a stream. Each rank still reads the whole stream
+    (a stream cannot skip), but runs the model on its own batches only."""
+    start = 0
+    for b, batch in enumerate(loader):
+        if b % world == rank:
+            yield batch, start
+        start += len(_image_of(batch))
 
 
 # --------------------------------------------------------------------------- entry point
@@ -472,6 +555,7 @@ class DatasetExamples:
         seed: int = 0,
         progress: bool = True,
         num_workers: int = 0,
+        distributed: Optional[bool] = None,
     ) -> ExampleSet:
         """One pass over ``data``, under no_grad, the forward stopped after the layer.
 
@@ -480,6 +564,13 @@ class DatasetExamples:
         estimated from a uniform sample of ``sample_size`` examples (exact when the dataset fits);
         their examples are the sampled ones nearest each estimate. ``batch_size`` and
         ``num_workers`` apply when ``data`` is a Dataset; a DataLoader keeps its own.
+
+        ``distributed``: inside a ``torch.distributed`` process group of several ranks (None: when
+        there is one), every rank passes the same ``data`` and arguments, runs the model on its
+        round-robin share of the batches (a Dataset or tensor is only read where it is used; a
+        DataLoader or stream is read by every rank), and gets the merged result: the one a single
+        process finds, top/bottom examples, ties, quantiles and sample included. ``False``: this
+        process mines ``data`` alone, whatever the other ranks do.
         """
         if not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
@@ -490,7 +581,9 @@ class DatasetExamples:
             raise ValueError(f"quantile levels must lie in [0, 1], got {list(quantiles)}")
         for u in units or ():
             as_callable(u)  # type errors before the pass, not after the first batch
-        batches, dataset, total = _batches(data, batch_size, num_workers)
+        shared = dist_lib.is_distributed() and distributed is not False
+        rank, world = (dist_lib.rank(), dist_lib.world_size()) if shared else (0, 1)
+        batches, dataset, total = _batches(data, batch_size, num_workers, rank, world)
         module, ref = self.module, self.layer
         device = model_device(module)
         dtype = model_dtype(module)
@@ -498,30 +591,63 @@ class DatasetExamples:
         top, bottom, sample = _Extremes(k, True), _Extremes(k, False), _Sample(sample_size, seed)
         plan: Optional[_Units] = None
         seen, state_bytes = 0, 0
-        bar = tqdm(total=total, desc=f"mining {ref.key or 'output'}", unit="img", disable=not progress)
-        with model_guard(module), Capture(module, self.forward_func, [ref]) as run, torch.no_grad():
-            for batch in batches:
-                x = _check_batch(batch, channels).to(device, dtype)
-                if len(x) == 0:
-                    continue
-                if plan is None:
-                    # A 1-image probe checks the layer runs once per forward and gives its shape;
-                    # after it, Capture stops every forward right after the layer.
-                    probe = run(x[:1])[ref.key]
-                    plan = _Units(units, tuple(probe.shape[1:]), ref.key or "output")
-                values, hi, lo = (t.cpu() for t in plan(run(x)[ref.key]))
-                index = torch.arange(seen, seen + len(x))
-                _check_finite(values, index, ref.key)
-                top.update(values, index, hi)
-                bottom.update(values, index, lo)
-                sample.update(values, index, hi)
-                seen += len(x)
-                state_bytes = max(state_bytes, _nbytes(top, bottom, sample))
-                bar.update(len(x))
-        bar.close()
+        bar = tqdm(total=total, desc=f"mining {ref.key or 'output'}", unit="img",
+                   disable=not progress or rank != 0)
+        error: Optional[Exception] = None
+        try:
+            with model_guard(module), Capture(module, self.forward_func, [ref]) as run, torch.no_grad():
+                for batch, start in batches:
+                    x = _check_batch(batch, channels).to(device, dtype)
+                    if len(x) == 0:
+                        continue
+                    if plan is None:
+                        # A 1-image probe checks the layer runs once per forward and gives its
+                        # shape; after it, Capture stops every forward right after the layer.
+                        probe = run(x[:1])[ref.key]
+                        plan = _Units(units, tuple(probe.shape[1:]), ref.key or "output")
+                    values, hi, lo = (t.cpu() for t in plan(run(x)[ref.key]))
+                    index = torch.arange(start, start + len(x))
+                    _check_finite(values, index, ref.key)
+                    top.update(values, index, hi)
+                    bottom.update(values, index, lo)
+                    sample.update(values, index, hi)
+                    seen += len(x)
+                    state_bytes = max(state_bytes, _nbytes(top, bottom, sample))
+                    bar.update(len(x))
+        except Exception as e:
+            if not shared:
+                raise
+            error = e  # raised on every rank below, so that none waits for this one
+        finally:
+            bar.close()
+        if shared:
+            plan, seen, top, bottom, sample, state_bytes = self._merge(
+                error, units, k, sample_size, seed, plan, seen, top, bottom, sample, state_bytes)
         if plan is None:
             raise ValueError("the data is empty; there are no examples to mine")
         return self._result(plan, dataset, seen, k, levels, top, bottom, sample, state_bytes)
+
+    def _merge(self, error: Optional[Exception], units: Optional[Sequence[Selector]], k: int,
+               sample_size: int, seed: int, plan: Optional[_Units], seen: int, top: _Extremes,
+               bottom: _Extremes, sample: _Sample, state_bytes: int) -> Tuple[Any, ...]:
+        """All-gather every rank's running state and merge it into the one-process state."""
+        mine = {
+            "layer_shape": None if plan is None else plan.layer_shape, "seen": seen,
+            "top": top.tensors(), "bottom": bottom.tensors(), "sample": sample.tensors(),
+            "state_bytes": state_bytes,
+        }
+        states = dist_lib.all_gather_or_raise(mine, error)
+        shapes = [s["layer_shape"] for s in states if s["layer_shape"] is not None]
+        if plan is None and shapes:  # this rank had no batches; another rank saw the layer
+            plan = _Units(units, shapes[0], self.layer.key or "output")
+        return (
+            plan,
+            sum(s["seen"] for s in states),
+            _Extremes.merged(k, True, [s["top"] for s in states]),
+            _Extremes.merged(k, False, [s["bottom"] for s in states]),
+            _Sample.merged(sample_size, seed, [s["sample"] for s in states]),
+            max(s["state_bytes"] for s in states),
+        )
 
     def _result(self, plan: _Units, dataset: Any, seen: int, k: int, levels: torch.Tensor,
                 top: _Extremes, bottom: _Extremes, sample: _Sample, state_bytes: int) -> ExampleSet:

@@ -2,10 +2,12 @@
 snapshots, and the dataset examples that most and least activate it with Captum attributions."""
 from __future__ import annotations
 
+import random
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -14,8 +16,9 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .. import distributed as dist_lib
 from ..data import sample_images
-from ..layers import LayerLike
+from ..layers import LayerLike, model_device
 from ..render import module_of
 from ..selectors import Selector, as_callable, channel_index, describe
 from ..visualization import NeuronVisualization, Visualization
@@ -42,11 +45,41 @@ def _image_of(dataset: Any, index: int) -> torch.Tensor:  # datasets yield image
     return item[0] if isinstance(item, (tuple, list)) else item
 
 
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """The global RNGs (torch, NumPy, ``random``) seeded for one unit's attribution and restored
+    afterwards: GradientSHAP and the like draw from them (Captum's GradientSHAP from NumPy's), so
+    a unit's attribution does not depend on which units the process attributed before it, nor
+    on which process it runs in."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            for d in cuda:
+                with torch.cuda.device(d):
+                    torch.cuda.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
 class NeuronReport:
     """Build and save a neuron report for units of one layer.
 
     Every number shown on a page lives in ``report.json``; ``figure(unit)`` draws one unit for
     notebooks. Units are optimized in shared batches and mined in one pass over the dataset.
+
+    Inside a ``torch.distributed`` process group of several ranks (``distributed=None``: when
+    there is one; ``False``: this process alone), every rank calls ``run`` (or ``build`` then
+    ``save``) with the same arguments: each optimizes and attributes its round-robin share of the
+    optimization chunks, the mining pass is shared, each rank writes its own unit folders, and
+    rank 0 writes ``index.html`` and ``report.json``. The result equals one process's. Each rank
+    keeps only its own units in ``.units`` (and can draw only those with ``figure``).
 
     >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=128, crops=32))
     >>> report.build(range(8)).save("report")
@@ -69,6 +102,7 @@ class NeuronReport:
         max_batch: int = 64,
         model_name: Optional[str] = None,
         progress: bool = True,
+        distributed: Optional[bool] = None,
     ):
         if facets < 1 and facets != 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
@@ -85,7 +119,9 @@ class NeuronReport:
         self.batch_size, self.max_batch, self.progress = batch_size, max_batch, progress
         module = module_of(forward_func)
         self.model_name = model_name or type(module or forward_func).__name__
+        self.distributed = distributed
         self.units: Dict[str, Dict[str, Any]] = {}  # name -> record (JSON-able) + tensors
+        self._order: List[str] = []  # unit names in the order they were first asked for
         self.timings: Dict[str, float] = {"optimization": 0.0, "mining": 0.0, "attribution": 0.0, "writing": 0.0}
 
     @property
@@ -98,6 +134,11 @@ class NeuronReport:
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
         }
 
+    @property
+    def _shared(self) -> bool:
+        """Whether the work is shared with the other ranks of a process group."""
+        return self.distributed is not False and dist_lib.is_distributed()
+
     # -- building -------------------------------------------------------------------------------
     def build(
         self,
@@ -109,7 +150,9 @@ class NeuronReport:
 
         Units are optimized in fixed chunks of ``units`` (each chunk its own seed), so a unit's
         images do not depend on which other units are being redone: with ``only``, just the
-        chunks holding those units are optimized, and the results equal a full build's.
+        chunks holding those units are optimized, and the results equal a full build's. In a
+        process group the chunks to optimize are dealt round-robin to the ranks (whole chunks,
+        so each is the very batch one process would optimize), and the mining pass is shared.
         """
         from .. import attribution as attr_lib
         from ..mining import DatasetExamples
@@ -117,46 +160,56 @@ class NeuronReport:
         units = list(units)
         for u in units:
             as_callable(u)
+        names = [unit_name(u) for u in units]
+        self._order += [n for n in dict.fromkeys(names) if n not in self._order]
         wanted = {unit_name(u) for u in (units if only is None else only)}
+        shared = self._shared
+        progress = self.progress and (not shared or dist_lib.rank() == 0)
         t = time.perf_counter()
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
         chunk = max(1, self.max_batch // (2 + self.facets))  # positive + facets + negative
+        starts = [s for s in range(0, len(units), chunk) if wanted & set(names[s : s + chunk])]
         vis: Dict[str, Visualization] = {}
-        for start in range(0, len(units), chunk):
-            part = units[start : start + chunk]
-            if not wanted & {unit_name(u) for u in part}:
-                continue
-            done = self.viz.visualize(
-                part, size=self.size, steps=self.steps, facets=self.facets, negative=True,
-                seed=self.seed + start, thresholds=thresholds, max_batch=len(part) * (2 + self.facets),
-                progress=self.progress,
-            )
-            vis.update({unit_name(u): v for u, v in zip(part, done)})
+        with dist_lib.all_or_none(shared):
+            for start in dist_lib.shard(starts) if shared else starts:
+                part = units[start : start + chunk]
+                done = self.viz.visualize(
+                    part, size=self.size, steps=self.steps, facets=self.facets, negative=True,
+                    seed=self.seed + start, thresholds=thresholds,
+                    max_batch=len(part) * (2 + self.facets), progress=progress,
+                )
+                vis.update({unit_name(u): v for u, v in zip(part, done)})
         self.timings["optimization"] += time.perf_counter() - t
+        position = {n: i for i, n in reversed(list(enumerate(names)))}
         units = [u for u in units if unit_name(u) in wanted]
         if not units:
             return self
 
         t = time.perf_counter()
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset, k=self.k, batch_size=self.batch_size, units=units, progress=self.progress
+            self.dataset, k=self.k, batch_size=self.batch_size, units=units, progress=progress,
+            distributed=shared,
         )
         self.timings["mining"] += time.perf_counter() - t
 
-        bar = tqdm(units, desc="attribution", disable=not self.progress, leave=False)
-        for sel in bar:
-            v = vis[unit_name(sel)]
-            t = time.perf_counter()
-            top_images = mined.images(sel, "top")
-            att = attr_lib.attribute(
-                self.forward_func, self.layer_spec, sel, top_images, method=self.attribution,
-                **self.attribution_kwargs,
-            )
-            self.timings["attribution"] += time.perf_counter() - t
-            name = unit_name(sel)
-            self.units[name] = self._record(name, sel, v, mined, top_images, att)
-            if on_unit is not None:
-                on_unit(name)
+        device = model_device(module_of(self.forward_func))
+        mine = [u for u in units if unit_name(u) in vis]  # all of them in a single process
+        bar = tqdm(mine, desc="attribution", disable=not progress, leave=False)
+        with dist_lib.all_or_none(shared):
+            for sel in bar:
+                name = unit_name(sel)
+                v = vis[name]
+                t = time.perf_counter()
+                top_images = mined.images(sel, "top")
+                with _seeded(self.seed + position[name], device):
+                    att = attr_lib.attribute(
+                        self.forward_func, self.layer_spec, sel, top_images, method=self.attribution,
+                        **self.attribution_kwargs,
+                    )
+                self.timings["attribution"] += time.perf_counter() - t
+                self.units[name] = self._record(name, sel, v, mined, top_images, att)
+                if on_unit is not None:
+                    on_unit(name)
         return self
 
     def _record(self, name: str, sel: Selector, v: Visualization, mined: Any, top: torch.Tensor, att: Any) -> Dict:
@@ -236,15 +289,25 @@ class NeuronReport:
         writer.write_unit(out_dir, name, rec, entry["arrays"], page)
         self.timings["writing"] += time.perf_counter() - t
 
-    def _write_index(self, out_dir: Path, names: Sequence[str]) -> Path:
+    def _write_index(self, out_dir: Path, names: Sequence[str], timings: Optional[Dict[str, float]] = None,
+                     written_by: Optional[Dict[str, int]] = None) -> Path:
         t = time.perf_counter()
         records, missing = [], []
         for name in names:
             rec = writer.load_unit(out_dir, name, self.settings)
             (records.append(rec) if rec is not None else missing.append(name))
+        written_by = written_by or {}
+        lost = [n for n in missing if n in written_by]
+        if lost:
+            raise RuntimeError(
+                f"unit {lost[0]} was written by rank {written_by[lost[0]]} but rank 0 cannot read it "
+                f"in {out_dir}: with processes on several machines, --out must be a folder they all "
+                "see (a shared file system)"
+            )
         report = {
             "version": __version__, "model": self.model_name, "layer": self.layer,
-            "settings": self.settings, "timings_s": self.timings,
+            "settings": self.settings, "timings_s": dict(timings or self.timings),
+            "processes": dist_lib.world_size() if self._shared else 1,
             "dataset": {"size": len(self.dataset), "name": type(self.dataset).__name__},  # type: ignore[arg-type]
             "units": records, "missing": missing,
         }
@@ -257,22 +320,55 @@ class NeuronReport:
         self.timings["writing"] += time.perf_counter() - t
         return index
 
+    def _finish(self, out_dir: Path, names: Optional[Sequence[str]], written: Sequence[str]) -> Path:
+        """Write the index over ``names`` (None: every unit any rank wrote, in build order). In a
+        process group: once every rank has written its units, rank 0 writes it, with each phase's
+        time the longest of any rank's; every rank returns when it is written."""
+        if not self._shared:
+            return self._write_index(out_dir, list(written) if names is None else names)
+        dist_lib.barrier()  # every rank has written its unit folders
+        gathered = dist_lib.all_gather_object((dict(self.timings), list(written)))
+        timings = {k: max(t.get(k, 0.0) for t, _ in gathered) for k in self.timings}
+        written_by = {n: r for r, (_, ns) in enumerate(gathered) for n in ns}
+        if names is None:
+            names = [n for n in self._order if n in written_by]
+        with dist_lib.all_or_none():
+            if dist_lib.rank() == 0:
+                self._write_index(out_dir, names, timings, written_by)
+        return out_dir / "index.html"
+
     def save(self, out_dir: Union[str, Path]) -> Path:
-        """Write every built unit and the index; returns the path of ``index.html``."""
+        """Write every built unit and the index; returns the path of ``index.html``. In a process
+        group every rank calls it: each writes the units it built, rank 0 the index of all."""
         out_dir = Path(out_dir)
-        for name in self.units:
-            self._write_unit(out_dir, name)
-        return self._write_index(out_dir, list(self.units))
+        with dist_lib.all_or_none(self._shared):
+            for name in self.units:
+                self._write_unit(out_dir, name)
+        return self._finish(out_dir, None, list(self.units))
 
     def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False) -> Path:
         """Build and write ``units`` one by one (each atomically); with ``resume``, units already
-        complete on disk with the same settings are kept, damaged ones are redone."""
+        complete on disk with the same settings are kept, damaged ones are redone. In a process
+        group every rank calls it alike; rank 0 decides which units are redone."""
         out_dir = Path(out_dir)
         names = [unit_name(u) for u in units]
-        todo = [u for u, n in zip(units, names)
-                if not (resume and writer.load_unit(out_dir, n, self.settings) is not None)]
-        self.build(units, on_unit=lambda name: self._write_unit(out_dir, name), only=todo)
-        return self._write_index(out_dir, names)
+        shared = self._shared
+        todo: Optional[List[str]] = None
+        with dist_lib.all_or_none(shared):
+            if dist_lib.rank() == 0 or not shared:
+                todo = [n for n in names
+                        if not (resume and writer.load_unit(out_dir, n, self.settings) is not None)]
+        if shared:
+            todo = dist_lib.broadcast_object(todo)
+        redo = set(todo or ())
+        written: List[str] = []
+
+        def write(name: str) -> None:
+            self._write_unit(out_dir, name)
+            written.append(name)
+
+        self.build(units, on_unit=write, only=[u for u, n in zip(units, names) if n in redo])
+        return self._finish(out_dir, names, written)
 
     # -- notebooks ------------------------------------------------------------------------------
     def figure(self, unit: Selector) -> "Any":
