@@ -1,0 +1,85 @@
+"""The tutorial notebooks run headless, cell by cell, with tiny settings (CAPTUM_FV_FAST=1).
+
+Each notebook runs in its own kernel started from *this* interpreter (a kernelspec written to a
+temporary JUPYTER_PATH), so the kernel sees exactly the packages the tests see, whatever
+kernels are installed elsewhere. The working directory is a temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ipykernel  # noqa: F401  (the test extra installs all three: a missing one must fail, not skip)
+import nbclient
+import nbformat
+
+TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
+NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
+EXPECTED = {
+    "EfficientNet_FeatureViz_GettingStarted.ipynb",
+    "EfficientNet_FeatureViz_Regularization.ipynb",
+    "EfficientNet_FeatureViz_DiversityAndInteraction.ipynb",
+    "EfficientNet_FeatureViz_CaptumWorkflow.ipynb",
+    "Auditing_Your_Own_Model.ipynb",
+}
+KERNEL = "captum-fv-tests"
+CELL_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="module")
+def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JUPYTER_PATH holding one kernelspec that runs ipykernel with this interpreter."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec_dir = root / "kernels" / KERNEL
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "captum-fv tests",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    return root
+
+
+def test_every_tutorial_is_present():
+    assert EXPECTED <= {p.name for p in NOTEBOOKS}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_tutorial_is_stored_without_outputs(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.outputs == [] and c.execution_count is None for c in code)
+    assert 'os.environ.get("CAPTUM_FV_FAST", "0") == "1"' in code[0].source
+
+
+def test_tutorials_match_builder():
+    run = subprocess.run([sys.executable, str(TUTORIALS / "_build.py"), "--check"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_tutorial_runs(path: Path, tmp_path: Path, jupyter_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The kernel process inherits this environment.
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("CAPTUM_FV_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name=KERNEL,
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
