@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from .hooks import Capture, model_guard
-from .layers import OUTPUT, LayerLike, LayerRef, model_device, model_dtype, resolve_layer
-from .mining import _check_batch, _first_conv_channels
+from .layers import (OUTPUT, LayerLike, LayerRef, infer_in_channels, model_device, model_dtype,
+                     resolve_layer)
+from .mining import _check_batch
 from .render import module_of
 from .selectors import ChannelSelector, Selector, as_callable, channel_index, describe
 
@@ -47,6 +48,7 @@ class Attribution:
     activations: torch.Tensor
     method: str
     baseline_activations: Optional[torch.Tensor] = None
+    n_steps: Optional[torch.Tensor] = None  # path methods: the steps each example was integrated with
 
     @property
     def relative_delta(self) -> Optional[torch.Tensor]:
@@ -106,6 +108,17 @@ class NeuronMethod:
 
     def __repr__(self) -> str:
         return f"NeuronMethod({self.neuron_cls.__name__})"
+
+    @property
+    def integrates(self) -> bool:
+        """Whether the method integrates along a path in ``n_steps`` steps with a completeness
+        check, so more steps bring its delta down."""
+        return self.completeness and "n_steps" in inspect.signature(self.neuron_cls.attribute).parameters
+
+    @property
+    def default_steps(self) -> int:
+        """Captum's default ``n_steps`` for this method."""
+        return inspect.signature(self.neuron_cls.attribute).parameters["n_steps"].default
 
     @property
     def truncates(self) -> bool:
@@ -314,6 +327,9 @@ def attribute(
     selector: Selector,
     inputs: torch.Tensor,
     method: Union[str, Adapter] = "integrated_gradients",
+    *,
+    tolerance: Optional[float] = 0.05,
+    max_steps: int = 800,
     **kwargs: Any,
 ) -> Attribution:
     """Attribute a unit's value on ``inputs`` to their pixels with a Captum method.
@@ -322,8 +338,13 @@ def attribute(
     adapter; kwargs (``baselines``, ``n_steps``, ``internal_batch_size``, ``target`` ...) go to
     Captum. The model is left as found: eval mode and frozen parameters only during the call.
 
+    Path methods (integrated gradients) converge: an example whose relative delta is above
+    ``tolerance`` is attributed again with 4x the steps, up to ``max_steps``, and keeps the
+    better result (``.n_steps`` says how many each used). ``tolerance=None``: one Captum call
+    with exactly ``n_steps``.
+
     >>> a = attribute(model, "_blocks.8", 12, images, n_steps=64)
-    >>> a.attributions.shape == images.shape, a.relative_delta
+    >>> a.attributions.shape == images.shape, a.relative_delta, a.n_steps
     """
     from .registry import get_attribution  # the registry imports this module's methods
 
@@ -335,7 +356,7 @@ def attribute(
     module = module_of(forward_func)
     ref = resolve_layer(module, layer)
     fn = as_callable(selector)
-    x = _check_batch(inputs, _first_conv_channels(module)).detach()
+    x = _check_batch(inputs, infer_in_channels(module, default=None)).detach()
     if module is not None:
         x = x.to(model_device(module), model_dtype(module))
     baselines = kwargs.get("baselines")
@@ -346,19 +367,6 @@ def attribute(
         check = getattr(adapter, "check", None)
         if check is not None:
             check(selector, layer_shape)
-        with torch.enable_grad(), warnings.catch_warnings():
-            # Captum announces that it sets requires_grad on the inputs and hooks on
-            # non-linearities (both undone afterwards): expected here, so not shown.
-            for text in _EXPECTED_WARNINGS:
-                warnings.filterwarnings("ignore", message=text)
-            target_layer = None if ref.name == OUTPUT else ref.module
-            if ref.name != OUTPUT and module is not None and getattr(adapter, "truncates", False):
-                with Capture(module, forward_func, [ref]) as run:
-                    prefix = _Prefix(run, ref.key)
-                    out = adapter(prefix, prefix.probe, selector, x, **kwargs)
-            else:
-                out = adapter(forward_func, target_layer, selector, x, **kwargs)
-        attributions, delta = out if isinstance(out, tuple) else (out, None)
         fb = None
         if _has_completeness(adapter, kwargs):
             base = _baseline_batch(baselines, x, getattr(adapter, "baseline_distribution", False))
@@ -366,16 +374,66 @@ def attribute(
                 fb = _unit_values(forward_func, module, ref, fn, base)[0]
                 if len(fb) != len(fx):
                     fb = fb.mean().expand_as(fx)  # a distribution: completeness holds on average
-                if delta is None:
-                    total = attributions.detach().flatten(1).sum(1).to(fx)
-                    delta = (total - (fx - fb)).abs()
+
+        def run(rows: torch.Tensor, kw: Dict[str, Any]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+            with torch.enable_grad(), warnings.catch_warnings():
+                # Captum announces that it sets requires_grad on the inputs and hooks on
+                # non-linearities (both undone afterwards): expected here, so not shown.
+                for text in _EXPECTED_WARNINGS:
+                    warnings.filterwarnings("ignore", message=text)
+                if ref.name != OUTPUT and module is not None and getattr(adapter, "truncates", False):
+                    with Capture(module, forward_func, [ref]) as capture:
+                        prefix = _Prefix(capture, ref.key)
+                        out = adapter(prefix, prefix.probe, selector, x[rows], **kw)
+                else:
+                    target_layer = None if ref.name == OUTPUT else ref.module
+                    out = adapter(forward_func, target_layer, selector, x[rows], **kw)
+            attr, delta = out if isinstance(out, tuple) else (out, None)
+            if delta is None and fb is not None:
+                total = attr.detach().flatten(1).sum(1).to(fx)
+                delta = (total - (fx[rows] - fb[rows])).abs()
+            return attr.detach(), None if delta is None else delta.detach().to(fx)
+
+        every = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        attributions, delta = run(every, kwargs)
+        steps = None
+        if getattr(adapter, "integrates", False):
+            steps = kwargs.get("n_steps", adapter.default_steps)
+            used = torch.full((len(x),), steps, dtype=torch.long)
+            while tolerance is not None and delta is not None and fb is not None and steps < max_steps:
+                rows = delta > tolerance * (fx - fb).abs()
+                if not rows.any():
+                    break
+                steps = min(4 * steps, max_steps)
+                again, again_delta = run(rows, {**_rows_of(kwargs, rows, len(x)), "n_steps": steps})
+                better = rows.clone()
+                better[rows] = again_delta < delta[rows]
+                attributions[better] = again[better[rows]]
+                delta[better] = again_delta[better[rows]]
+                used[better.cpu()] = steps
+            steps = used
     return Attribution(
-        attributions=attributions.detach(),
-        delta=None if delta is None else delta.detach().to(fx),
+        attributions=attributions,
+        delta=delta,
         activations=fx,
         method=name,
         baseline_activations=fb,
+        n_steps=steps,
     )
+
+
+def _rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any]:
+    """kwargs for a subset of the examples: per-example tensors and lists (baselines, target,
+    additional_forward_args) cut to those rows; shared values as they are."""
+    def cut(v: Any) -> Any:
+        if torch.is_tensor(v) and v.dim() > 0 and len(v) == n and n > 1:
+            return v[rows.to(v.device)]
+        if isinstance(v, list) and len(v) == n and n > 1:
+            return [item for item, keep in zip(v, rows.tolist()) if keep]
+        if isinstance(v, tuple):
+            return tuple(cut(item) for item in v)
+        return v
+    return {k: cut(v) for k, v in kwargs.items()}
 
 
 _EXPECTED_WARNINGS = (

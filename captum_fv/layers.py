@@ -90,7 +90,7 @@ def resolve_layer(model: Optional[nn.Module], layer: LayerLike) -> LayerRef:
     return LayerRef(name, modules[name], call)
 
 
-def infer_in_channels(model: Any, default: int = 3) -> int:
+def infer_in_channels(model: Any, default: Optional[int] = 3) -> Optional[int]:
     """Input channels the model expects: those of its first conv, else ``default``."""
     if isinstance(model, nn.Module):
         for mod in model.modules():

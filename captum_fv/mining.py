@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_lib
 from .hooks import Capture, model_guard
-from .layers import LayerLike, model_device, model_dtype, resolve_layer
+from .layers import LayerLike, infer_in_channels, model_device, model_dtype, resolve_layer
 from .render import module_of
 from .selectors import Selector, as_callable, channel_index, describe
 
@@ -467,13 +467,6 @@ def _check_batch(x: Any, channels: Optional[int]) -> torch.Tensor:
     return x
 
 
-def _first_conv_channels(module: Optional[nn.Module]) -> Optional[int]:
-    for m in module.modules() if module is not None else ():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return None
-
-
 Batches = Iterable[Tuple[Any, int]]
 
 
@@ -587,7 +580,7 @@ class DatasetExamples:
         module, ref = self.module, self.layer
         device = model_device(module)
         dtype = model_dtype(module)
-        channels = _first_conv_channels(module)
+        channels = infer_in_channels(module, default=None)
         top, bottom, sample = _Extremes(k, True), _Extremes(k, False), _Sample(sample_size, seed)
         plan: Optional[_Units] = None
         seen, state_bytes = 0, 0

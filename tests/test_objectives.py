@@ -4,7 +4,6 @@ Each built-in is compared to a manual computation on given activations through a
 wrong axis, sign, pooling or normalization shows up as a numeric mismatch."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -12,7 +12,7 @@ import captum_fv as fv
 import captum_fv.visualization as viz_mod
 from captum_fv import objectives as obj
 from captum_fv.selectors import as_callable
-from conftest import assert_model_unchanged, make_tiny, model_state
+from conftest import assert_model_unchanged, model_state
 
 KW = dict(size=32, steps=6, progress=False, transforms=[])
 LAYER = "bn2"  # (24, 16, 16) at 32 px

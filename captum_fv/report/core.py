@@ -19,6 +19,7 @@ from .. import __version__
 from .. import distributed as dist_lib
 from ..data import sample_images
 from ..layers import LayerLike, model_device
+from ..mining import _image_of
 from ..render import module_of
 from ..selectors import Selector, as_callable, channel_index, describe
 from ..visualization import NeuronVisualization, Visualization
@@ -40,9 +41,8 @@ def _example_name(dataset: Any, index: int) -> str:
     return str(names[index]) if names is not None else f"example {index}"
 
 
-def _image_of(dataset: Any, index: int) -> torch.Tensor:  # datasets yield images or (image, label)
-    item = dataset[index]
-    return item[0] if isinstance(item, (tuple, list)) else item
+def _values(t: Optional[torch.Tensor], n: int) -> List[float]:
+    return t.tolist() if t is not None else [float("nan")] * n
 
 
 @contextmanager
@@ -238,13 +238,18 @@ class NeuronReport:
                 "method": self.attribution,
                 "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
                 "mean_rel_delta": None if rel is None else float(rel.mean()),
+                "max_rel_delta": None if rel is None else float(rel.max()),
             },
             "top": [
                 {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
                  "position": None if pos is None else [int(p) for p in pos],
                  "delta": None if d != d else float(d),  # NaN: the method has no completeness
+                 "relative_delta": None if r != r else float(r),
+                 "n_steps": n,  # path methods: the steps this example was integrated with
                  "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
-                for j, (i, a, pos, d) in enumerate(zip(tops.indices, tops.activations, positions, delta.tolist()))
+                for j, (i, a, pos, d, r, n) in enumerate(zip(
+                    tops.indices, tops.activations, positions, delta.tolist(), _values(rel, len(top)),
+                    att.n_steps.tolist() if att.n_steps is not None else [None] * len(top)))
             ],
             "bottom": [
                 {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
@@ -277,7 +282,7 @@ class NeuronReport:
             arrays[f"top_{j}.png"] = writer.to_png_array(img)
             arrays[f"top_{j}_attr.png"] = writer.to_png_array(overlay(img, att.attributions[j]))
         for e in record["bottom"] + record["spectrum"]:
-            arrays[e["image"]] = writer.to_png_array(_image_of(ds, e["index"]))
+            arrays[e["image"]] = writer.to_png_array(_image_of(ds[e["index"]]))
         return {"record": record, "arrays": arrays, "viz": v, "top_images": top, "attribution": att}
 
     # -- saving ---------------------------------------------------------------------------------
