@@ -7,11 +7,16 @@
 * param:      pixel vs Fourier+decorrelated vs +transforms: activation and high-frequency energy.
 * ratio:      16 channels of a mid layer, activation / best sample-crop activation at 128 and 512 steps.
 * batching:   time per visualization with 8 units sharing a batch vs one unit alone.
+* allocator:  prefix forward+backward per image, batch 8 and 64, with glibc's default allocator
+              settings vs ``fv.tune_cpu_allocator()`` (each in its own process).
+
+The benchmark process tunes the allocator as the command line does (``allocator`` aside).
 """
 from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable, Dict, List
@@ -168,6 +173,34 @@ def batching(model: torch.nn.Module, size: int = 128, steps: int = 16) -> Dict[s
     return {"alone_s": one, "batched_s": eight, "speedup": one / eight}
 
 
+def allocator(model: torch.nn.Module, layer: str = LAYER) -> Dict[str, float]:
+    out = {}
+    runs = {mode: subprocess.run([sys.executable, __file__, "_per_image", mode], check=True,
+                                 capture_output=True, text=True).stdout.split()
+            for mode in ("default", "tuned")}
+    for key, default, tuned in zip(runs["default"][::2], runs["default"][1::2], runs["tuned"][1::2]):
+        out[key] = float(default) / float(tuned)
+        print(f"[allocator] {key}, prefix fwd+bwd to {layer}: glibc default {float(default):.1f} ms/image, "
+              f"tuned {float(tuned):.1f} ms/image: {out[key]:.2f}x faster")
+    return out
+
+
+def _per_image(model: torch.nn.Module, mode: str) -> None:
+    """Child of ``allocator``: ms per image of a prefix forward+backward, printed as key value."""
+    if mode == "tuned":
+        assert fv.tune_cpu_allocator(), "allocator tuning does not apply on this system"
+    prefix = _prefix(model, int(LAYER.split(".")[1]))
+    for size in (128, 224):
+        for batch in (8, 64):
+            def step() -> None:
+                x = torch.rand(batch, 3, size, size, requires_grad=True)
+                prefix(x)[:, 0].mean().backward()
+
+            with model_guard(model):
+                t = _time(step, repeat=3 if QUICK else 5)
+            print(f"batch_{batch}@{size}px {t / batch * 1e3:.3f}")
+
+
 def _save(images: torch.Tensor, name: str) -> None:
     import torchvision
 
@@ -177,8 +210,12 @@ def _save(images: torch.Tensor, name: str) -> None:
 
 def main(argv: List[str]) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    names = [a for a in argv if not a.startswith("--")] or ["truncation", "overhead", "batching", "param", "ratio"]
+    names = [a for a in argv if not a.startswith("--")] or [
+        "truncation", "overhead", "batching", "allocator", "param", "ratio"]
     model = fv.models.efficientnet_lite0()
+    if names[0] == "_per_image":
+        return _per_image(model, names[1])
+    fv.tune_cpu_allocator()
     for name in names:
         globals()[name](model)
 

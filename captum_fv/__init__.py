@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from . import data, metrics, models, objectives, param, transforms
 from . import registry
+from .allocator import tune_cpu_allocator
 from .attribution import Attribution, attribute, overlay
 from .hooks import model_guard
 from .layers import LayerInfo, layers, resolve_layer
@@ -29,5 +30,5 @@ __all__ = [
     "channel", "ChannelSelector", "NeuronVisualization", "Visualization", "activations",
     "registry", "register_objective", "register_attribution",
     "DatasetExamples", "ExampleSet", "Examples", "attribute", "Attribution", "overlay",
-    "NeuronReport",
+    "NeuronReport", "tune_cpu_allocator",
 ]

@@ -135,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .allocator import tune_cpu_allocator
     from .report import NeuronReport
 
     from . import distributed
@@ -144,6 +145,8 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     units = parse_units(args.units)
     device = _device(args.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()  # our own process: large batches without page-fault storms
     model = load_model(args.model, args.weights).to(device)
     layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
     if layer is None:

@@ -92,6 +92,8 @@ GETTING_STARTED: List[Cell] = [
     import captum_fv as fv
     from captum_fv import objectives as obj
 
+    fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
+
     model = fv.models.efficientnet_lite0()   # eval mode, ImageNet weights, takes RGB in [0, 1]
     labels = fv.models.imagenet_labels()
     """, "", "", SHOW),
@@ -298,6 +300,8 @@ REGULARIZATION: List[Cell] = [
     import captum_fv as fv
     from captum_fv import objectives as obj
 
+    fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
+
     model = fv.models.efficientnet_lite0()
     LAYER, CHANNEL = "_blocks.8", 4
     unit = obj.channel(LAYER, CHANNEL)
@@ -482,6 +486,8 @@ DIVERSITY: List[Cell] = [
 
     import captum_fv as fv
     from captum_fv import objectives as obj
+
+    fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
 
     model = fv.models.efficientnet_lite0()
     LAYER = "_blocks.8"
@@ -705,6 +711,9 @@ CAPTUM_WORKFLOW: List[Cell] = [
     from captum_fv.attribution import attribute, overlay
     from captum_fv.mining import DatasetExamples
     from captum_fv.report import NeuronReport
+
+    fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
+
     """, "", "", SHOW),
     md("""
     ## 1. The workflow you already have
@@ -919,6 +928,9 @@ AUDITING: List[Cell] = [
 
     import captum_fv as fv
     from captum_fv.report import NeuronReport
+
+    fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
+
     """, "", "", SHOW),
     md("""
     ## A checkpoint and a folder of images
