@@ -269,7 +269,7 @@ def test_neuron_methods_skip_the_network_after_the_layer():
 
 
 def test_unconverged_examples_are_integrated_again_with_more_steps(model):
-    """Few steps leave some examples above the tolerance: only those are redone, with 4x the
+    """Few steps leave some examples above the tolerance: only those are redone, with more
     steps, each row then equal to Captum's own result at the steps it reports."""
     g = torch.Generator().manual_seed(2)
     x = torch.rand(6, 3, SIZE, SIZE, generator=g)
@@ -277,7 +277,7 @@ def test_unconverged_examples_are_integrated_again_with_more_steps(model):
     coarse = attribute(model, "conv2", 1, x, n_steps=2, baselines=baselines, tolerance=None)
     fine = attribute(model, "conv2", 1, x, n_steps=2, baselines=baselines, tolerance=0.05, max_steps=128)
     assert bool(((fine.relative_delta <= 0.05) | (fine.n_steps == 128)).all()), fine.relative_delta
-    assert set(fine.n_steps.tolist()) <= {2, 8, 32, 128}
+    assert all(n == 2 or n % 8 == 0 for n in fine.n_steps.tolist())  # whole path batches
     kept = fine.n_steps == 2  # converged at once: untouched
     assert bool(kept.any()) and not bool(kept.all())
     torch.testing.assert_close(fine.attributions[kept], coarse.attributions[kept])
