@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--facets", type=int, default=4, help="diversity facets per unit")
     r.add_argument("--k", type=int, default=6, help="top/bottom dataset examples per unit")
     r.add_argument("--attribution", default="integrated_gradients", help="attribution method name")
+    r.add_argument("--n-steps", type=int, default=None,
+                   help="integrated gradients: path steps to start with (Captum's n_steps, default 50)")
+    r.add_argument("--tolerance", type=float, default=None,
+                   help="integrated gradients: redo an example with more steps while its convergence "
+                        "delta exceeds this fraction of its activation change (default 0.05; 0: never)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-batch", type=int, default=64,
                    help="most images optimized at once; units are optimized (and shared among "
@@ -167,9 +172,10 @@ def _report(args: argparse.Namespace) -> int:
     from .registry import get_attribution
 
     try:
-        get_attribution(args.attribution)
+        adapter = get_attribution(args.attribution)
     except LookupError as e:  # KeyError is one too
         raise UsageError(str(e).strip("'\"")) from e
+    attribution_kwargs = _path_settings(args, adapter)
     dataset = _dataset(args.data, args.size)
     backend = "nccl" if device.type == "cuda" else "gloo"
     # Under torchrun: one process group for the run, made here unless the caller has one.
@@ -178,7 +184,7 @@ def _report(args: argparse.Namespace) -> int:
         report = NeuronReport(
             model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
             facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
-            model_name=args.model, progress=not args.quiet,
+            attribution_kwargs=attribution_kwargs, model_name=args.model, progress=not args.quiet,
         )
         index = report.run(units, args.out, resume=args.resume)
         if distributed.rank() == 0:
@@ -186,6 +192,23 @@ def _report(args: argparse.Namespace) -> int:
             procs = f" on {distributed.world_size()} processes" if distributed.is_distributed() else ""
             print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s{procs}: {split})")
     return 0
+
+
+def _path_settings(args: argparse.Namespace, adapter: object) -> dict:
+    """--n-steps and --tolerance as attribution kwargs; only path methods take them."""
+    given = {"n_steps": args.n_steps, "tolerance": args.tolerance}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given and not getattr(adapter, "integrates", False):
+        flags = " and ".join("--" + k.replace("_", "-") for k in given)
+        raise UsageError(f"{flags} apply to integrated gradients; {args.attribution!r} integrates "
+                         "no path: drop them or use --attribution integrated_gradients")
+    if given.get("n_steps", 1) < 1:
+        raise UsageError("--n-steps must be >= 1")
+    if given.get("tolerance", 0) < 0:
+        raise UsageError("--tolerance must be >= 0 (0: one pass with --n-steps)")
+    if given.get("tolerance") == 0:
+        given["tolerance"] = None
+    return given
 
 
 def _layers(args: argparse.Namespace) -> int:

@@ -30,6 +30,9 @@ def test_parse_units():
         (TINY + ["--units", "0-99"], "24 channels"),
         (TINY + ["--attribution", "integrated_gradient"], "integrated_gradients"),
         (TINY + ["--data", "/does/not/exist"], "--data"),
+        (TINY + ["--attribution", "gradient", "--n-steps", "8"], "--n-steps apply to integrated"),
+        (TINY + ["--tolerance", "-1"], "--tolerance must be >= 0"),
+        (TINY + ["--n-steps", "0"], "--n-steps must be >= 1"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -89,3 +92,19 @@ def test_weights_load_for_factory_models(tmp_path, capsys):
     torch.save(make_tiny(seed=3).state_dict(), path)
     model = cli.load_model("conftest:make_tiny", str(path))
     assert torch.equal(model.conv1.weight, make_tiny(seed=3).conv1.weight)
+
+
+def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, capsys):
+    out = tmp_path / "audit"
+    argv = ["report"] + TINY + ["--units", "0", "--out", str(out), "--n-steps", "3"]
+    assert cli.main(argv + ["--tolerance", "0"]) == 0
+    unit = json.loads((out / "report.json").read_text())["units"][0]
+    assert [e["n_steps"] for e in unit["top"]] == [3, 3]  # one pass, exactly --n-steps
+    assert unit["settings"]["attribution_kwargs"] == {"n_steps": 3, "tolerance": None}
+    stamp = (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns
+    assert cli.main(argv + ["--tolerance", "0.01", "--resume"]) == 0  # other settings: redone
+    unit = json.loads((out / "report.json").read_text())["units"][0]
+    assert (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns != stamp
+    assert unit["settings"]["attribution_kwargs"] == {"n_steps": 3, "tolerance": 0.01}
+    rel = [e["relative_delta"] for e in unit["top"]]
+    assert all(r <= 0.01 or e["n_steps"] == 800 for r, e in zip(rel, unit["top"])), unit["top"]

@@ -158,3 +158,15 @@ def test_unit_names_are_safe():
     assert "/" not in name and writer.safe_child(Path("/tmp/x"), name).parent == Path("/tmp/x").resolve()
     with pytest.raises(ValueError):
         writer.safe_child(Path("/tmp/x"), "..")
+
+
+def test_attribution_kwargs_are_settings_that_resume_checks():
+    def settings(**kw):
+        return NeuronReport(make_tiny(), "conv2", NamedImages(), attribution_kwargs=kw).settings
+
+    zeros, ones = torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)
+    assert settings(baselines=zeros) == settings(baselines=zeros.clone())  # same contents
+    assert settings(baselines=zeros) != settings(baselines=ones)
+    assert settings(n_steps=8) != settings(n_steps=16) != settings()
+    assert json.loads(json.dumps(settings(baselines=zeros.bfloat16(), n_steps=8))) == \
+        settings(baselines=zeros.bfloat16(), n_steps=8)

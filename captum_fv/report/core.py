@@ -2,6 +2,7 @@
 snapshots, and the dataset examples that most and least activate it with Captum attributions."""
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -39,6 +40,20 @@ def unit_name(selector: Selector) -> str:
 def _example_name(dataset: Any, index: int) -> str:
     names = getattr(dataset, "names", None)
     return str(names[index]) if names is not None else f"example {index}"
+
+
+def _setting(value: Any) -> Any:
+    """A setting as JSON: plain values as they are, tensors by a digest of their contents."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if torch.is_tensor(value):
+        t = value.detach().cpu().contiguous()
+        data = (t.double() if t.is_floating_point() else t).numpy().tobytes()  # bf16: no numpy
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        return f"tensor{tuple(t.shape)} {t.dtype} sha256:{digest}"
+    if isinstance(value, (list, tuple)):
+        return [_setting(v) for v in value]
+    return repr(value)
 
 
 def _values(t: Optional[torch.Tensor], n: int) -> List[float]:
@@ -130,6 +145,7 @@ class NeuronReport:
         return {
             "model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
             "facets": self.facets, "k": self.k, "seed": self.seed, "attribution": self.attribution,
+            "attribution_kwargs": {k: _setting(v) for k, v in sorted(self.attribution_kwargs.items())},
             "max_batch": self.max_batch,
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
         }
