@@ -403,29 +403,12 @@ def attribute(
         attributions, delta = run(every, kwargs)
         steps = None
         if getattr(adapter, "integrates", False):
-            first = torch.full_like(fx, kwargs.get("n_steps", adapter.default_steps), dtype=torch.long)
-            used = tried = first
+            steps = torch.full_like(fx, kwargs.get("n_steps", adapter.default_steps), dtype=torch.long)
             if tolerance is not None and delta is not None and fb is not None:
                 # float32 sums carry rounding: no refining an example whose f(x) == f(baseline)
                 allowed = tolerance * (fx - fb).abs() + 1e-5 * (fx.abs() + fb.abs()) + 1e-6
-                while True:
-                    rows = (delta > allowed) & (tried < max_steps)
-                    if not rows.any():
-                        break
-                    # Gauss-Legendre's error on these piecewise-smooth paths falls about as
-                    # steps**-2: aim at the tolerance at once (with a margin), at least doubling.
-                    aim = torch.maximum(tried * (delta / allowed).sqrt() * 1.25, 2.0 * tried)
-                    target = ((aim.ceil().long() + 7) // 8 * 8).clamp(max=max_steps)  # whole path batches
-                    for n in target[rows].unique().tolist():
-                        group = rows & (target == n)
-                        again, again_delta = run(group, {**_rows_of(kwargs, group, len(x)), "n_steps": n})
-                        better = group.clone()
-                        better[group] = again_delta < delta[group]
-                        attributions[better] = again[better[group]]
-                        delta[better] = again_delta[better[group]]
-                        used = torch.where(better, n, used)
-                    tried = torch.where(rows, target, tried)
-            steps = used.cpu()
+                steps = _converge(run, kwargs, attributions, delta, allowed, steps, max_steps)
+            steps = steps.cpu()
     return Attribution(
         attributions=attributions,
         delta=delta,
@@ -434,6 +417,34 @@ def attribute(
         baseline_activations=fb,
         n_steps=steps,
     )
+
+
+def _converge(
+    run: Callable[[torch.Tensor, Dict[str, Any]], Tuple[torch.Tensor, torch.Tensor]],
+    kwargs: Dict[str, Any], attributions: torch.Tensor, delta: torch.Tensor,
+    allowed: torch.Tensor, steps: torch.Tensor, max_steps: int,
+) -> torch.Tensor:
+    """Redo the examples whose delta exceeds ``allowed`` with more path steps until it does not
+    or they reach ``max_steps``; each keeps its best result (``attributions`` and ``delta`` are
+    updated in place). Returns the steps each kept result used."""
+    tried = steps
+    while True:
+        rows = (delta > allowed) & (tried < max_steps)
+        if not rows.any():
+            return steps
+        # Gauss-Legendre's error on these piecewise-smooth paths falls about as steps**-2: aim
+        # at the tolerance at once (with a margin), at least doubling; whole path batches.
+        aim = torch.maximum(tried * (delta / allowed).sqrt() * 1.25, 2.0 * tried)
+        target = ((aim.ceil().long() + 7) // 8 * 8).clamp(max=max_steps)
+        for n in target[rows].unique().tolist():
+            group = rows & (target == n)
+            again, again_delta = run(group, {**_rows_of(kwargs, group, len(delta)), "n_steps": n})
+            better = group.clone()
+            better[group] = again_delta < delta[group]
+            attributions[better] = again[better[group]]
+            delta[better] = again_delta[better[group]]
+            steps = torch.where(better, n, steps)
+        tried = torch.where(rows, target, tried)
 
 
 def _rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any]:
