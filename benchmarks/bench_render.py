@@ -26,7 +26,7 @@ import torch
 import captum_fv as fv
 from captum_fv import transforms as T
 from captum_fv.hooks import Capture, model_guard
-from captum_fv.layers import resolve_layer
+from captum_fv.addressing import resolve_layer
 
 LAYER = "_blocks.8"
 OUT = os.path.join(os.path.dirname(__file__), "out")

@@ -14,7 +14,8 @@ from . import registry
 from .allocator import tune_cpu_allocator
 from .attribution import Attribution, attribute, overlay
 from .hooks import model_guard
-from .layers import LayerInfo, layers, resolve_layer
+from .addressing import resolve_layer
+from .inspection import LayerInfo, layers
 from .mining import DatasetExamples, Examples, ExampleSet
 from .objectives import Objective
 from .render import NonFiniteObjectiveError, RenderResult, render

@@ -23,10 +23,9 @@ import torch
 from torch import nn
 
 from .hooks import Capture, model_guard
-from .layers import (OUTPUT, LayerLike, LayerRef, infer_in_channels, model_device, model_dtype,
-                     resolve_layer)
+from .addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
 from .mining import _check_batch
-from .render import module_of
+from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from .selectors import ChannelSelector, Selector, as_callable, channel_index, describe
 
 Adapter = Callable[..., Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]]

@@ -156,11 +156,11 @@ def _report(args: argparse.Namespace) -> int:
     layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
     if layer is None:
         raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
-    from .layers import layers as list_layers
+    from .inspection import layers as list_layers
 
     info = {row.name: row for row in list_layers(model, input_size=args.size)}
     if layer not in info:
-        from .layers import resolve_layer
+        from .addressing import resolve_layer
 
         try:
             resolve_layer(model, layer)
@@ -212,7 +212,7 @@ def _path_settings(args: argparse.Namespace, adapter: object) -> dict:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from .layers import layers as list_layers
+    from .inspection import layers as list_layers
 
     model = load_model(args.model, args.weights)
     for row in list_layers(model, input_size=args.size):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from .layers import OUTPUT, LayerRef
+from .addressing import OUTPUT, LayerRef
 
 
 class _StopForward(BaseException):

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_lib
 from .hooks import Capture, model_guard
-from .layers import LayerLike, infer_in_channels, model_device, model_dtype, resolve_layer
-from .render import module_of
+from .addressing import LayerLike, resolve_layer
+from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from .selectors import Selector, as_callable, channel_index, describe
 
 #: Keys under which a dict-style dataset item may hold its image.

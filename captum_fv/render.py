@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from . import param as param_lib
 from . import transforms as tf
 from .hooks import Capture, model_guard
-from .layers import LayerRef, infer_in_channels, model_device, model_dtype, resolve_layer
+from .addressing import LayerRef, resolve_layer
+from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from .objectives.base import Context, Objective, _layer_id, as_objective
 
 #: Steps at which :func:`render` keeps a copy of the images unless told otherwise.
@@ -50,14 +51,6 @@ class RenderResult:
     objective: Objective
     seed: int = 0
     param: Optional[nn.Module] = field(default=None, repr=False)
-
-
-def module_of(forward_func: Any) -> Optional[nn.Module]:
-    """The nn.Module behind ``forward_func`` (itself, or the owner of a bound method)."""
-    if isinstance(forward_func, nn.Module):
-        return forward_func
-    owner = getattr(forward_func, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
 
 
 def resolve_objective_layers(

@@ -15,7 +15,7 @@ from typing import Any, Callable, Tuple, Union
 
 import torch
 
-from .layers import LayerLike
+from .addressing import LayerLike
 from .objectives import base as _base
 from .objectives import units as _units
 from .objectives.base import Objective, Slots

@@ -11,11 +11,12 @@ from torch import nn
 
 from . import param as param_lib
 from .hooks import Capture, model_guard
-from .layers import LayerLike, infer_in_channels, model_dtype, resolve_layer
+from .addressing import LayerLike, resolve_layer
+from .modelinfo import infer_in_channels, model_dtype, module_of
 from .objectives.diversity import diversity as _diversity_objective
 from .objectives import units as _units
 from .objectives.base import Objective
-from .render import module_of, render
+from .render import render
 from .selectors import Selector, as_callable, channel_index, describe, selector_objective
 
 #: Default weight of the diversity term between facets (Gram cosine similarity is in [0, 1],

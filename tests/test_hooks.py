@@ -20,7 +20,7 @@ from torch.nn.modules import module as torch_module
 
 import captum_fv as fv
 from captum_fv.hooks import Capture, _StopForward, model_guard
-from captum_fv.layers import resolve_layer
+from captum_fv.addressing import resolve_layer
 from captum_fv.objectives import Objective, channel
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -632,7 +632,7 @@ def test_two_captures_on_one_model_do_not_interfere():
     from torch import nn
 
     from captum_fv.hooks import Capture
-    from captum_fv.layers import resolve_layer
+    from captum_fv.addressing import resolve_layer
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(2))
     x = torch.rand(2, 3, 12, 12)

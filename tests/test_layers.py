@@ -1,7 +1,7 @@
-"""Layer addressing (captum_fv.layers): a module object and its dotted ``named_modules()`` name
-address the same layer everywhere; unknown names fail with suggestions; ``fv.layers`` lists the
-modules that run, in execution order, with their real output shapes, and leaves the model as it
-found it."""
+"""Layer addressing (captum_fv.addressing) and inspection (captum_fv.inspection): a module object
+and its dotted ``named_modules()`` name address the same layer everywhere; unknown names fail
+with suggestions; ``fv.layers`` lists the modules that run, in execution order, with their real
+output shapes, and leaves the model as it found it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import torchvision
 from torch import nn
 
 import captum_fv as fv
-from captum_fv.layers import OUTPUT, LayerInfo, LayerRef, infer_in_channels, resolve_layer
+from captum_fv.addressing import OUTPUT, LayerRef, resolve_layer
+from captum_fv.inspection import LayerInfo
+from captum_fv.modelinfo import infer_in_channels
 from captum_fv.objectives import channel
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")

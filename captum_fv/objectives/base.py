@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Uni
 
 import torch
 
-from ..layers import LayerLike
+from ..addressing import LayerLike
 
 Slots = Union[None, int, Sequence[int]]
 

@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..layers import LayerLike
+from ..addressing import LayerLike
 from .base import Objective
 from .units import _name
 

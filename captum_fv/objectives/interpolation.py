@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..layers import LayerLike
+from ..addressing import LayerLike
 from .base import Objective, min_batch_for
 from .units import _name, _unit_index
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from ..layers import LayerLike
+from ..addressing import LayerLike
 from .base import Objective, Slots, min_batch_for, per_slot
 from .diversity import gram
 from .units import _name

@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..layers import LayerLike
+from ..addressing import LayerLike
 from .base import Objective, Slots, min_batch_for, per_slot, spatial_mean
 
 Units = Union[int, Sequence[int]]

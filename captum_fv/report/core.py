@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .. import distributed as dist_lib
 from ..data import sample_images
-from ..layers import LayerLike, model_device
+from ..addressing import LayerLike
 from ..mining import _image_of
-from ..render import module_of
+from ..modelinfo import model_device, module_of
 from ..selectors import Selector, as_callable, channel_index, describe
 from ..visualization import NeuronVisualization, Visualization
 from . import writer
