@@ -15,14 +15,12 @@ from captum_fv.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EfficientNetLite0,
-    _Conv2dSame,
-    _lite0_weights_path,
-    _same_pad,
     efficientnet_lite0,
     imagenet_labels,
     torchvision_model,
     with_preprocessing,
 )
+from captum_fv.models.efficientnet import _Conv2dSame, _lite0_weights_path, _same_pad
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 COFFEE_CLASSES = {"espresso", "cup", "coffee mug"}

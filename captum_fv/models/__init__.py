@@ -1,0 +1,26 @@
+"""Models for feature visualization: a hook-friendly EfficientNet-Lite0,
+offline ImageNet labels, and torchvision models that take [0, 1] RGB.
+
+Every model returned here takes RGB in [0, 1] (NCHW float) and normalizes
+inside ``forward``, so optimized images live in a fixed, model-independent
+range while layer names stay exactly those of the underlying network.
+One module per model family (:mod:`.efficientnet`, :mod:`.torchvision`) plus shared
+pieces: :mod:`.preprocessing`, :mod:`.weights` (safe loading), :mod:`.labels`.
+"""
+from __future__ import annotations
+
+from .efficientnet import EfficientNetLite0, efficientnet_lite0
+from .labels import imagenet_labels
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessed, with_preprocessing
+from .torchvision import torchvision_model
+
+__all__ = [
+    "EfficientNetLite0",
+    "Preprocessed",
+    "efficientnet_lite0",
+    "imagenet_labels",
+    "torchvision_model",
+    "with_preprocessing",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
