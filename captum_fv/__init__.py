@@ -7,7 +7,7 @@ optimum maximizes its negation, and penalties are costs you subtract.
 >>> model = fv.models.efficientnet_lite0()
 >>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True)
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from . import data, metrics, models, objectives, param, transforms
 from . import registry

@@ -11,12 +11,16 @@ import importlib
 import re
 import sys
 import time
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
+
+from .imagefile import ImageTooLargeError, UnreadableImageError
+from .report.folder import OutputFolderError
 
 DEMO_LAYER = "_blocks.8"
 DEMO_UNITS = "0-5"
@@ -96,7 +100,12 @@ def _dataset(spec: str, size: int):
         return data.sample_images(size=size, crops=32)
     if not Path(spec).is_dir():
         raise UsageError(f"--data {spec!r} is neither 'sample' nor a folder of images")
-    return data.image_folder(spec, size=size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = data.image_folder(spec, size=size)  # bad files: skipped, named in one line
+    for w in caught:
+        print(f"captum-fv: warning: {w.message}", file=sys.stderr)
+    return dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,7 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: the GPU cuda:LOCAL_RANK when CUDA is available, else the CPU")
     r.add_argument("--out", default="report", help="output folder (nothing is written outside it)")
-    r.add_argument("--resume", action="store_true", help="keep units already complete in --out")
+    r.add_argument("--resume", action="store_true",
+                   help="keep units already complete in --out under the same model, weights, data and "
+                        "settings; redo the others")
+    r.add_argument("--force", action="store_true",
+                   help="write into an existing folder that is not a captum-fv report, if none of the "
+                        "report's names (index.html, report.json, units/) is there")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ly = sub.add_parser("layers", help="list a model's layers with their output shapes")
@@ -186,8 +200,10 @@ def _report(args: argparse.Namespace) -> int:
             facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
             attribution_kwargs=attribution_kwargs, model_name=args.model, progress=not args.quiet,
         )
-        index = report.run(units, args.out, resume=args.resume)
+        index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:
+            if report.resumed is not None:
+                print(report.resumed.summary())
             split = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
             procs = f" on {distributed.world_size()} processes" if distributed.is_distributed() else ""
             print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s{procs}: {split})")
@@ -232,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)  # exits with 2 on usage errors
     try:
         return {"report": _report, "layers": _layers, "objectives": _objectives}[args.command](args)
-    except UsageError as e:
+    except (UsageError, OutputFolderError, UnreadableImageError, ImageTooLargeError) as e:
         print(f"captum-fv: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ local generator, so a seed fixes the dataset and the global RNGs are never touch
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import warnings
 from pathlib import Path
@@ -21,10 +22,12 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
-__all__ = ["ImageDataset", "sample_images", "image_folder", "IMAGE_EXTENSIONS"]
+from .imagefile import UnreadableImageError, check_image_file, load_image, oriented_size
+
+__all__ = ["ImageDataset", "sample_images", "image_folder", "IMAGE_EXTENSIONS", "SkippedFile"]
 
 SizeLike = Union[int, Tuple[int, int], None]
 
@@ -65,6 +68,13 @@ class _Crop(NamedTuple):
 _CENTRE = _Crop(1.0, 0.5, 0.5, False)
 
 
+class SkippedFile(NamedTuple):
+    """A file of an image folder left out because it cannot be decoded."""
+
+    path: str  # relative to the folder
+    reason: str  # "empty file", "not an image (...)", "truncated (...)"
+
+
 # --------------------------------------------------------------------------- argument checks
 
 
@@ -92,53 +102,6 @@ def _check_common(crops: int, channels: int, min_scale: float) -> None:
 
 
 # --------------------------------------------------------------------------- pixels
-
-
-def _working_mode(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to one of L, LA, RGB, RGBA (8-bit) or F (float in [0, 1]).
-
-    >>> _working_mode(Image.new("CMYK", (2, 2))).mode
-    'RGB'
-    """
-    mode = img.mode
-    if mode == "F":
-        return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32), 0, 1), "F")
-    if mode.startswith("I"):  # I, I;16, I;16B, ...: 16-bit grayscale, scaled by its full range
-        arr = np.asarray(img).astype(np.float32) / 65535.0
-        return Image.fromarray(np.clip(arr, 0, 1), "F")
-    if mode in ("1", "L"):
-        return img.convert("L")
-    if mode in ("LA", "La"):
-        return img.convert("LA")
-    if mode == "P":  # palette: keep transparency if the file declares one
-        return img.convert("RGBA" if "transparency" in img.info else "RGB")
-    return img.convert("RGBA" if mode in ("PA", "RGBA", "RGBa") else "RGB")  # CMYK, YCbCr, ...
-
-
-def _load_image(path: Union[str, Path]) -> Image.Image:
-    """Decode an image file, upright (EXIF orientation applied), in a working mode.
-
-    Raises OSError naming the file when it is unreadable or corrupt.
-
-    >>> _load_image("photos/cat.png").mode
-    'RGB'
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _working_mode(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise OSError(f"cannot read image file '{path}' ({type(err).__name__}: {err}); "
-                      f"replace or delete the file") from err
-
-
-def _oriented_size(path: Union[str, Path]) -> Tuple[int, int]:
-    """``(width, height)`` of an image after EXIF orientation, from its header only."""
-    with Image.open(path) as img:
-        w, h = img.size
-        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    return (h, w) if rotated else (w, h)
 
 
 def _crop_box(w: int, h: int, crop: _Crop, aspect: float) -> Tuple[float, float, float, float]:
@@ -224,7 +187,8 @@ class ImageDataset(Dataset):
 
     def __init__(self, files: Sequence[Path], items: Sequence[Tuple[int, Optional[_Crop]]],
                  labels: Sequence[int], names: Sequence[str], classes: Sequence[str],
-                 size: Optional[Tuple[int, int]], channels: int, cache: bool = False) -> None:
+                 size: Optional[Tuple[int, int]], channels: int, cache: bool = False,
+                 root: Optional[Path] = None, skipped: Sequence["SkippedFile"] = ()) -> None:
         self.files = list(files)
         self._items = list(items)  # (file index, crop or None)
         self.labels = list(labels)
@@ -232,16 +196,32 @@ class ImageDataset(Dataset):
         self.classes = list(classes)
         self.size = size
         self.channels = channels
+        self.root = root
+        self.skipped = list(skipped)
         self._cache: Optional[Dict[int, Image.Image]] = {} if cache else None
+        # Draft-mode decoding of huge JPEGs keeps at least this short side: the smallest crop,
+        # resized to ``size``, is never upsampled from a reduced bitmap.
+        smallest = min((c.scale for _, c in self._items if c is not None), default=1.0)
+        self._min_side = None if size is None else int(max(size) / smallest + 0.999)
+
+    def fingerprint(self) -> str:
+        """What identifies this dataset for ``--resume``: each file's path (relative to the
+        folder), size and modification time, the crops drawn from them, size and channels."""
+        def rel(f: Path) -> str:
+            return f.relative_to(self.root).as_posix() if self.root is not None else f.name
+
+        stats = [(rel(f), st.st_size, st.st_mtime_ns) for f in self.files for st in (os.stat(f),)]
+        return json.dumps({"files": stats, "items": [(i, None if c is None else list(c)) for i, c in self._items],
+                           "labels": self.labels, "size": self.size, "channels": self.channels})
 
     def __len__(self) -> int:
         return len(self._items)
 
     def _image(self, file_index: int) -> Image.Image:
         if self._cache is None:
-            return _load_image(self.files[file_index])
+            return load_image(self.files[file_index], self._min_side)
         if file_index not in self._cache:  # decode each photo once
-            self._cache[file_index] = _load_image(self.files[file_index])
+            self._cache[file_index] = load_image(self.files[file_index])
         return self._cache[file_index]
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
@@ -320,7 +300,7 @@ def sample_images(size: SizeLike = 224, crops: int = 0, seed: int = 0, channels:
     files = [path for _, path in photos]
     items, labels = _expand(files, range(len(files)), crops, seed, min_scale)
     aspect = 1.0 if hw is None else hw[1] / hw[0]
-    sizes = [_oriented_size(path) for path in files] if crops else []  # headers only
+    sizes = [oriented_size(path) for path in files] if crops else []  # headers only
     names = [classes[i] if crop is None else
              f"{classes[i]} (crop {k % crops}: {_describe_pixels(*sizes[i], crop, aspect)})"
              for k, (i, crop) in enumerate(items)]
@@ -366,14 +346,40 @@ def _discover(root: Path, extensions: Tuple[str, ...]) -> Tuple[List[Path], List
     return files, labels, [name for name, _ in per_class]
 
 
+def _usable(root: Path, files: Sequence[Path], labels: Sequence[int],
+            on_error: str) -> Tuple[List[Path], List[int], List[SkippedFile]]:
+    """The files that decode as images, their labels, and the skipped ones; with
+    ``on_error="raise"`` the first bad file raises UnreadableImageError naming every bad one."""
+    keep, kept_labels, skipped = [], [], []
+    for f, label in zip(files, labels):
+        reason = check_image_file(f)
+        if reason is None:
+            keep.append(f)
+            kept_labels.append(label)
+        else:
+            skipped.append(SkippedFile(f.relative_to(root).as_posix(), reason))
+    if skipped:
+        listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped)
+        if on_error == "raise":
+            raise UnreadableImageError(f"{len(skipped)} unreadable image file(s) in '{root}': {listed}; "
+                                       "replace or delete them, or pass on_error='skip'")
+        warnings.warn(f"skipped {len(skipped)} unreadable image file(s) in '{root}': {listed}",
+                      stacklevel=3)
+    return keep, kept_labels, skipped
+
+
 def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]] = 224,
                  crops: int = 0, seed: int = 0, channels: int = 3, min_scale: float = 0.25,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS) -> ImageDataset:
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, on_error: str = "skip") -> ImageDataset:
     """A folder of your images: class subfolders (label = sorted class index) or flat (label 0).
 
-    Hidden and non-image files are skipped; class folders are searched recursively. Images are
-    decoded lazily; a corrupt file raises OSError naming it when its item is loaded. ``size``,
-    ``crops``, ``seed``, ``channels`` and ``min_scale`` work as in :func:`sample_images`.
+    Hidden and non-image files are skipped; class folders are searched recursively. Every file is
+    checked when the dataset is made (its header and its last bytes): a zero-byte, non-image or
+    truncated file is left out with one warning naming every such file (listed in ``.skipped``),
+    or, with ``on_error="raise"``, raises UnreadableImageError naming them. A non-JPEG above PIL's
+    decompression-bomb limit raises ImageTooLargeError; very large JPEGs decode downscaled.
+    Images are decoded lazily. ``size``, ``crops``, ``seed``, ``channels`` and ``min_scale`` work
+    as in :func:`sample_images`.
 
     >>> ds = image_folder("photos/", crops=8)  # photos/cats/*.jpg, photos/dogs/*.png
     >>> ds.classes, ds.names[0]
@@ -381,6 +387,8 @@ def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]
     """
     hw = _check_size(size, allow_none=False)
     _check_common(crops, channels, min_scale)
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     root = Path(path).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"image folder '{root}' does not exist; pass the path of a folder "
@@ -390,12 +398,14 @@ def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]
                                  f"image (or class subfolders), not a file")
     exts = _normalise_extensions(extensions)
     files, file_labels, classes = _discover(root, exts)
+    files, file_labels, skipped = _usable(root, files, file_labels, on_error)
     if not files:
-        raise FileNotFoundError(f"no image files found in '{root}' (looked for {', '.join(exts)}, "
+        found = f" ({len(skipped)} unreadable file(s) skipped)" if skipped else ""
+        raise FileNotFoundError(f"no image files found in '{root}'{found} (looked for {', '.join(exts)}, "
                                 f"hidden files skipped); add images there or in class subfolders, "
                                 f"or pass extensions=... to match your files")
     items, labels = _expand(files, file_labels, crops, seed, min_scale)
     rel = [f.relative_to(root).as_posix() for f in files]
     names = [rel[i] if crop is None else f"{rel[i]} (crop {k % crops}: {_describe_relative(crop)})"
              for k, (i, crop) in enumerate(items)]
-    return ImageDataset(files, items, labels, names, classes, hw, channels)
+    return ImageDataset(files, items, labels, names, classes, hw, channels, root=root, skipped=skipped)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from captum_fv.data import _load_image, _to_tensor, _working_mode, image_folder, sample_images
+from captum_fv.data import _to_tensor, image_folder, sample_images
+from captum_fv.imagefile import load_image as _load_image, working_mode as _working_mode
 
 
 def _check_item(image: torch.Tensor, label: int, shape: tuple) -> None:
@@ -180,14 +181,16 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         image_folder(tmp_path, size=None)  # type: ignore[arg-type]
 
 
-def test_image_folder_corrupt_file_raises_on_load(tmp_path: Path) -> None:
+def test_image_folder_damage_inside_a_file_raises_on_load_naming_it(tmp_path: Path) -> None:
     _photo(0).save(tmp_path / "good.png")
-    bad = tmp_path / "x.jpg"
-    bad.write_bytes(b"\x00garbage, not a jpeg" * 10)
-    ds = image_folder(tmp_path, size=16)  # lazy: construction does not decode
-    assert ds.names == ["good.png", "x.jpg"]
+    _photo(1).save(tmp_path / "x.png")
+    raw = bytearray((tmp_path / "x.png").read_bytes())
+    raw[60:200] = bytes(140)  # pixel data destroyed, header and end chunk intact
+    (tmp_path / "x.png").write_bytes(bytes(raw))
+    ds = image_folder(tmp_path, size=16)  # the check reads headers and ends only
+    assert ds.names == ["good.png", "x.png"]
     _check_item(*ds[0], (3, 16, 16))
-    with pytest.raises(OSError, match="x.jpg"):
+    with pytest.raises(OSError, match="x.png"):
         ds[1]
 
 

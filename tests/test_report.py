@@ -104,7 +104,7 @@ def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
         rep.run([1, 2], tmp_path)
     units = sorted(p.name for p in (tmp_path / "units").iterdir())
     assert units == ["channel_0001"]  # no temporary or half-written folder left
-    assert writer.load_unit(tmp_path, "channel_0001", rep.settings) is not None
+    assert writer.load_unit(tmp_path, "channel_0001", rep.fingerprint) is not None
 
     rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
     written = []
@@ -128,14 +128,14 @@ def test_resume_redoes_corrupted_unit_and_changed_settings(tmp_path):
     rep.run([1], tmp_path)
     png = tmp_path / "units" / "channel_0001" / "positive.png"
     png.write_bytes(png.read_bytes()[:-10])  # truncated file
-    assert writer.load_unit(tmp_path, "channel_0001", rep.settings) is None
+    assert writer.load_unit(tmp_path, "channel_0001", rep.fingerprint) is None
     seen = []
     rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
     orig = rep2.viz.visualize
     rep2.viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
     rep2.run([1], tmp_path, resume=True)
     assert seen == [[1]]
-    assert writer.load_unit(tmp_path, "channel_0001", rep2.settings) is not None
+    assert writer.load_unit(tmp_path, "channel_0001", rep2.fingerprint) is not None
     # different settings: the unit on disk is not reused
     rep3 = NeuronReport(make_tiny(), "conv2", NamedImages(), **dict(KW, steps=7))
     seen3 = []

@@ -7,6 +7,7 @@ import random
 import re
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -14,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
-from .. import __version__
+from ..version import __version__
 from .. import distributed as dist_lib
 from ..data import sample_images
 from ..addressing import LayerLike
@@ -24,7 +25,8 @@ from ..mining import _image_of
 from ..modelinfo import model_device, module_of
 from ..selectors import Selector, as_callable, channel_index, describe
 from ..visualization import NeuronVisualization, Visualization
-from . import writer
+from .. import fingerprint as fp_lib
+from . import folder, writer
 
 
 def unit_name(selector: Selector) -> str:
@@ -35,6 +37,36 @@ def unit_name(selector: Selector) -> str:
     if isinstance(selector, tuple):
         return "neuron_" + "_".join(str(i) for i in selector)
     return "fn_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", describe(selector))[:60]
+
+
+def unit_identity(selector: Selector) -> str:
+    """The unit part of a fingerprint: its name, and for a callable its code and constants, so two
+    different functions that happen to share a name are not taken for each other."""
+    name = unit_name(selector)
+    code = getattr(selector, "__code__", None) or getattr(getattr(selector, "__call__", None), "__code__", None)
+    if code is None or channel_index(selector) is not None:
+        return name
+    body = code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode()
+    return f"{name}:{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+@dataclass
+class ResumePlan:
+    """What ``run(..., resume=True)`` found on disk: the units kept, and why each other one is redone."""
+
+    kept: List[str]
+    redo: Dict[str, str]  # unit name -> "missing", "damaged", "weights changed", ...
+
+    def summary(self) -> str:
+        """One line, e.g. ``resume: kept 4 of 6 units, redoing 2 (weights changed: 2)``."""
+        total = len(self.kept) + len(self.redo)
+        if not self.redo:
+            return f"resume: kept all {total} units"
+        reasons: Dict[str, int] = {}
+        for r in self.redo.values():
+            reasons[r] = reasons.get(r, 0) + 1
+        why = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        return f"resume: kept {len(self.kept)} of {total} units, redoing {len(self.redo)} ({why})"
 
 
 def _example_name(dataset: Any, index: int) -> str:
@@ -137,6 +169,8 @@ class NeuronReport:
         self.distributed = distributed
         self.units: Dict[str, Dict[str, Any]] = {}  # name -> record (JSON-able) + tensors
         self._order: List[str] = []  # unit names in the order they were first asked for
+        self._fp: Dict[str, str] = {}  # the fingerprint the units of the last build were made under
+        self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
         self.timings: Dict[str, float] = {"optimization": 0.0, "mining": 0.0, "attribution": 0.0, "writing": 0.0}
 
     @property
@@ -149,6 +183,13 @@ class NeuronReport:
             "max_batch": self.max_batch,
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
         }
+
+    @property
+    def fingerprint(self) -> Dict[str, str]:
+        """What a unit on disk must match to be kept by ``resume`` (see captum_fv.fingerprint):
+        the results version, the architecture, a digest of the weights, the dataset's identity
+        and every setting. Computed anew each time: the model may change between calls."""
+        return fp_lib.fingerprint(module_of(self.forward_func), self.forward_func, self.dataset, self.settings)
 
     @property
     def _shared(self) -> bool:
@@ -170,6 +211,10 @@ class NeuronReport:
         process group the chunks to optimize are dealt round-robin to the ranks (whole chunks,
         so each is the very batch one process would optimize), and the mining pass is shared.
         """
+        return self._build(units, on_unit, only, None)
+
+    def _build(self, units: Sequence[Selector], on_unit: Optional[Callable[[str], None]],
+               only: Optional[Sequence[Selector]], fingerprint: Optional[Dict[str, str]]) -> "NeuronReport":
         from .. import attribution as attr_lib
         from ..mining import DatasetExamples
 
@@ -181,6 +226,20 @@ class NeuronReport:
         wanted = {unit_name(u) for u in (units if only is None else only)}
         shared = self._shared
         progress = self.progress and (not shared or dist_lib.rank() == 0)
+        position = {n: i for i, n in reversed(list(enumerate(names)))}
+        todo = [u for u in units if unit_name(u) in wanted]
+        if not todo:
+            return self
+        self._fp = fingerprint or self.fingerprint
+
+        # Mining first: a bad dataset item stops the run before any optimization.
+        t = time.perf_counter()
+        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
+            self.dataset, k=self.k, batch_size=self.batch_size, units=todo, progress=progress,
+            distributed=shared,
+        )
+        self.timings["mining"] += time.perf_counter() - t
+
         t = time.perf_counter()
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
         chunk = max(1, self.max_batch // (2 + self.facets))  # positive + facets + negative
@@ -196,21 +255,11 @@ class NeuronReport:
                 )
                 vis.update({unit_name(u): v for u, v in zip(part, done)})
         self.timings["optimization"] += time.perf_counter() - t
-        position = {n: i for i, n in reversed(list(enumerate(names)))}
-        units = [u for u in units if unit_name(u) in wanted]
-        if not units:
-            return self
-
-        t = time.perf_counter()
-        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset, k=self.k, batch_size=self.batch_size, units=units, progress=progress,
-            distributed=shared,
-        )
-        self.timings["mining"] += time.perf_counter() - t
+        units = todo
 
         device = model_device(module_of(self.forward_func))
         mine = [u for u in units if unit_name(u) in vis]  # all of them in a single process
-        bar = tqdm(mine, desc="attribution", disable=not progress, leave=False)
+        bar = progress_bar(mine, desc="attribution", disable=not progress, leave=False)
         with dist_lib.all_or_none(shared):
             for sel in bar:
                 name = unit_name(sel)
@@ -242,6 +291,7 @@ class NeuronReport:
             "title": describe(sel),
             "layer": self.layer,
             "settings": self.settings,
+            "fingerprint": dict(self._fp, unit=unit_identity(sel)),
             "activation": {
                 "positive": float(v.activation["positive"][0]),
                 "facets": [float(a) for a in v.activation["facets"]],
@@ -315,7 +365,7 @@ class NeuronReport:
         t = time.perf_counter()
         records, missing = [], []
         for name in names:
-            rec = writer.load_unit(out_dir, name, self.settings)
+            rec = writer.load_unit(out_dir, name, self._fp or self.fingerprint)
             (records.append(rec) if rec is not None else missing.append(name))
         written_by = written_by or {}
         lost = [n for n in missing if n in written_by]
@@ -329,7 +379,10 @@ class NeuronReport:
             "version": __version__, "model": self.model_name, "layer": self.layer,
             "settings": self.settings, "timings_s": dict(timings or self.timings),
             "processes": dist_lib.world_size() if self._shared else 1,
-            "dataset": {"size": len(self.dataset), "name": type(self.dataset).__name__},  # type: ignore[arg-type]
+            "fingerprint": self._fp or self.fingerprint,
+            "dataset": {"size": len(self.dataset), "name": type(self.dataset).__name__,  # type: ignore[arg-type]
+                        "skipped": [{"path": f.path, "reason": f.reason}
+                                    for f in getattr(self.dataset, "skipped", [])]},
             "units": records, "missing": missing,
         }
         context = {
@@ -358,38 +411,68 @@ class NeuronReport:
                 self._write_index(out_dir, names, timings, written_by)
         return out_dir / "index.html"
 
-    def save(self, out_dir: Union[str, Path]) -> Path:
-        """Write every built unit and the index; returns the path of ``index.html``. In a process
-        group every rank calls it: each writes the units it built, rank 0 the index of all."""
+    def _claim(self, out_dir: Path, force: bool) -> None:
+        """Rank 0 (or this process) makes ``out_dir`` ours before any rank writes into it."""
+        shared = self._shared
+        with dist_lib.all_or_none(shared):
+            if dist_lib.rank() == 0 or not shared:
+                folder.claim(out_dir, force=force)
+        if shared:
+            dist_lib.barrier()
+
+    def save(self, out_dir: Union[str, Path], force: bool = False) -> Path:
+        """Write every built unit and the index; returns the path of ``index.html``.
+
+        ``out_dir`` must be new, empty or a report folder of captum-fv's; ``force=True`` writes
+        into another folder when none of the report's names is there (else OutputFolderError).
+        In a process group every rank calls it: each writes the units it built, rank 0 the index."""
         out_dir = Path(out_dir)
+        self._claim(out_dir, force)
         with dist_lib.all_or_none(self._shared):
             for name in self.units:
                 self._write_unit(out_dir, name)
         return self._finish(out_dir, None, list(self.units))
 
-    def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False) -> Path:
+    def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False,
+            force: bool = False) -> Path:
         """Build and write ``units`` one by one (each atomically); with ``resume``, units already
-        complete on disk with the same settings are kept, damaged ones are redone. In a process
-        group every rank calls it alike; rank 0 decides which units are redone."""
+        complete on disk under the same fingerprint are kept, the others redone (``.resumed``
+        says which and why). ``out_dir`` follows :meth:`save`'s rules. In a process group every
+        rank calls it alike; rank 0 decides which units are redone."""
         out_dir = Path(out_dir)
+        units = list(units)
         names = [unit_name(u) for u in units]
         shared = self._shared
-        todo: Optional[List[str]] = None
+        self._claim(out_dir, force)
+        fingerprint = self.fingerprint
+        plan: Optional[ResumePlan] = None
         with dist_lib.all_or_none(shared):
             if dist_lib.rank() == 0 or not shared:
-                todo = [n for n in names
-                        if not (resume and writer.load_unit(out_dir, n, self.settings) is not None)]
+                plan = self._plan(out_dir, names, fingerprint) if resume else \
+                    ResumePlan([], {n: "not resuming" for n in names})
         if shared:
-            todo = dist_lib.broadcast_object(todo)
-        redo = set(todo or ())
+            plan = dist_lib.broadcast_object(plan)
+        assert plan is not None
+        self.resumed = plan if resume else None
         written: List[str] = []
 
         def write(name: str) -> None:
             self._write_unit(out_dir, name)
             written.append(name)
 
-        self.build(units, on_unit=write, only=[u for u, n in zip(units, names) if n in redo])
+        self._build(units, write, [u for u, n in zip(units, names) if n in plan.redo], fingerprint)
         return self._finish(out_dir, names, written)
+
+    @staticmethod
+    def _plan(out_dir: Path, names: Sequence[str], fingerprint: Dict[str, str]) -> ResumePlan:
+        kept, redo = [], {}
+        for name in dict.fromkeys(names):
+            status = writer.unit_status(out_dir, name, fingerprint)
+            if status.record is not None:
+                kept.append(name)
+            else:
+                redo[name] = status.reason
+        return ResumePlan(kept, redo)
 
     # -- notebooks ------------------------------------------------------------------------------
     def figure(self, unit: Selector) -> "Any":

@@ -6,21 +6,21 @@ SHA-256; a folder whose files do not match is treated as missing and redone.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
 import numpy as np
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
-UNIT_JSON = "unit.json"
-UNITS_DIR = "units"
+from ..fingerprint import differences
+from .folder import (INDEX, REPORT_JSON, UNIT_JSON, UNITS_DIR, atomic_write_text, check_replaceable,
+                     check_unit_replaceable, digest, record_written)
 
 
 def _env() -> Environment:
@@ -46,14 +46,6 @@ def to_png_array(image: torch.Tensor) -> np.ndarray:
     x = image.detach().float().clamp(0, 1).mul(255).round().byte().cpu()
     x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
     return x.numpy()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_child(root: Path, name: str) -> Path:
@@ -86,9 +78,10 @@ def write_unit(
         page = _env().get_template("unit.html").render(**page_context)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for p in sorted(tmp.iterdir()):
-            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": digest(p)}
         record = dict(record, files=files, complete=True)
         (tmp / UNIT_JSON).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        check_unit_replaceable(final)
         if final.exists():  # a redo: move the old folder aside, then swap
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=units))
             os.replace(final, old / "unit")
@@ -102,44 +95,52 @@ def write_unit(
     return final
 
 
-def load_unit(out_dir: Path, name: str, settings: Optional[Dict[str, Any]] = None) -> Optional[Dict]:
-    """The unit's record if its folder is complete and intact (and made with ``settings``)."""
+class UnitStatus(NamedTuple):
+    """What ``--resume`` found of one unit on disk: its record when it can be kept, else why not."""
+
+    record: Optional[Dict[str, Any]]
+    reason: str  # "kept", "missing", "damaged", or "<parts> changed", e.g. "weights changed"
+
+
+def unit_status(out_dir: Path, name: str, fingerprint: Optional[Dict[str, str]] = None) -> UnitStatus:
+    """Whether the unit's folder is complete and intact, and was made under ``fingerprint``."""
     folder = Path(out_dir) / UNITS_DIR / name
+    if not folder.exists():
+        return UnitStatus(None, "missing")
     try:
         record = json.loads((folder / UNIT_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return UnitStatus(None, "damaged")
     if not isinstance(record, dict) or not record.get("complete"):
-        return None
-    if settings is not None and record.get("settings") != settings:
-        return None
+        return UnitStatus(None, "damaged")
     for fname, meta in record.get("files", {}).items():
         path = folder / fname
         try:
-            if path.stat().st_size != meta["bytes"] or _sha256(path) != meta["sha256"]:
-                return None
+            if path.stat().st_size != meta["bytes"] or digest(path) != meta["sha256"]:
+                return UnitStatus(None, "damaged")
         except (OSError, KeyError, TypeError):
-            return None
-    return record
+            return UnitStatus(None, "damaged")
+    if fingerprint is not None:
+        changed = differences(record.get("fingerprint"), fingerprint)
+        if changed:
+            return UnitStatus(None, "+".join(changed) + " changed")
+    return UnitStatus(record, "kept")
+
+
+def load_unit(out_dir: Path, name: str, fingerprint: Optional[Dict[str, str]] = None) -> Optional[Dict]:
+    """The unit's record if its folder is complete and intact (and made under ``fingerprint``)."""
+    return unit_status(out_dir, name, fingerprint).record
 
 
 def write_index(out_dir: Path, context: Dict[str, Any], report: Dict[str, Any]) -> Path:
-    """Write ``report.json`` and ``index.html`` (each atomically) and return the index path."""
+    """Write ``report.json`` and ``index.html`` (each atomically) and return the index path;
+    either is replaced only while it holds what captum-fv wrote there."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out_dir / "report.json", json.dumps(report, indent=1))
-    index = out_dir / "index.html"
-    _atomic_text(index, _env().get_template("index.html").render(**context))
+    for name in (REPORT_JSON, INDEX):
+        check_replaceable(out_dir, name)
+    atomic_write_text(out_dir / REPORT_JSON, json.dumps(report, indent=1))
+    index = out_dir / INDEX
+    atomic_write_text(index, _env().get_template("index.html").render(**context))
+    record_written(out_dir, [REPORT_JSON, INDEX])
     return index
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
