@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import distributed as dist_lib
 from .hooks import Capture, model_guard
@@ -584,7 +584,7 @@ class DatasetExamples:
         top, bottom, sample = _Extremes(k, True), _Extremes(k, False), _Sample(sample_size, seed)
         plan: Optional[_Units] = None
         seen, state_bytes = 0, 0
-        bar = tqdm(total=total, desc=f"mining {ref.key or 'output'}", unit="img",
+        bar = progress_bar(total=total, desc=f"mining {ref.key or 'output'}", unit="img",
                    disable=not progress or rank != 0)
         error: Optional[Exception] = None
         try:

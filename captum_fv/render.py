@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import param as param_lib
 from . import transforms as tf
@@ -130,7 +130,7 @@ def render(
     zero_run: Optional[int] = 0
 
     with model_guard(module), Capture(module, model, refs) as run:
-        bar = tqdm(range(steps), desc="render", disable=not progress, leave=False)
+        bar = progress_bar(range(steps), desc="render", disable=not progress, leave=False)
         for step in bar:
             if step in keep:
                 snapshots[step] = param().detach().cpu()

@@ -76,15 +76,19 @@ def test_script_and_notebook_hold_the_same_cells(path: Path):
     assert cells(script) == cells(notebook), f"run: jupytext --sync tutorials/{path.name}"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_tutorial_runs(path: Path, tmp_path: Path, jupyter_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # The kernel process inherits this environment.
+@pytest.fixture
+def kernel_env(tmp_path: Path, jupyter_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a notebook kernel started by the test inherits."""
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
     monkeypatch.setenv("CAPTUM_FV_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_tutorial_runs(path: Path, tmp_path: Path, kernel_env: None):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
@@ -95,3 +99,25 @@ def test_tutorial_runs(path: Path, tmp_path: Path, jupyter_path: Path, monkeypat
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+def stream_text(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream")
+
+
+@pytest.mark.slow
+def test_progress_bars_do_not_flood_a_notebook(tmp_path: Path, kernel_env: None):
+    """This kernel has no ipywidgets: tqdm.auto would store every redraw of a text bar (one per
+    postfix update alone: 13 for 200 steps), and warn "IProgress not found" on import."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import torch\nimport captum_fv as fv\n"
+                                  "model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))"),
+        nbformat.v4.new_code_cell('result = fv.render(model, "0:1", steps=200, size=16, progress=True)'),
+    ])
+    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    imports, render = (stream_text(c) for c in nb.cells)
+    assert "IProgress not found" not in imports
+    assert "render:" in render  # the bar is drawn...
+    assert render.count("\r") + render.count("\n") < 10  # ...a handful of times
