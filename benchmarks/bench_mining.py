@@ -72,7 +72,7 @@ def bench_integrated_gradients(model: torch.nn.Module, repeats: int) -> None:
         model(inp).sum().backward()
 
     t_ig, t_steps, t_batch = best_of([
-        lambda: attribute(model, LAYER, 12, x, n_steps=STEPS, tolerance=None),  # one Captum call
+        lambda: attribute(model, LAYER, x, 12, n_steps=STEPS, tolerance=None),  # one Captum call
         lambda: [fwd_bwd(x) for _ in range(STEPS)],
         lambda: fwd_bwd(x.expand(STEPS, -1, -1, -1)),
     ], repeats)

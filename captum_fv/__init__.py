@@ -12,7 +12,8 @@ from .version import __version__
 from . import data, metrics, models, objectives, param, transforms
 from . import registry
 from .allocator import tune_cpu_allocator
-from .attribution import Attribution, attribute, overlay
+from .attribution import Attribution, attribute
+from .heatmap import overlay
 from .hooks import model_guard
 from .addressing import resolve_layer
 from .inspection import LayerInfo, layers

@@ -6,8 +6,12 @@ the same calls as the built-ins.
 >>> register_objective("sparse_channel", lambda layer, c: channel(layer, c) - 0.1 * l1())
 >>> get_objective("sparse_channel")("_blocks.8", 3)
 >>> register_attribution("my_ig", captum.attr.NeuronIntegratedGradients)
->>> attribute(model, "_blocks.8", 3, images, method="my_ig")
+>>> attribute(model, "_blocks.8", images, 3, attribution="my_ig")
 >>> print(catalog())
+
+A leaf: it imports no other captum_fv module. The built-ins register themselves where they are
+defined (objectives through ``captum_fv.objectives.objective``, attribution methods in
+``captum_fv.attribution``), and so does the adapter that wraps a Captum class.
 """
 from __future__ import annotations
 
@@ -16,11 +20,9 @@ import inspect
 import re
 from typing import Any, Callable, Dict, List, Optional
 
-from . import objectives as _obj
-from .attribution import NeuronMethod, _builtin_methods
-
 _OBJECTIVES: Dict[str, Callable[..., Any]] = {}
 _ATTRIBUTIONS: Dict[str, Any] = {}
+_CLASS_ADAPTER: List[Callable[[type], Any]] = []  # set once by captum_fv.attribution
 
 
 def _check_name(name: Any, table: Dict[str, Any], kind: str, overwrite: bool) -> None:
@@ -53,6 +55,12 @@ def register_objective(name: str, factory: Optional[Callable[..., Any]] = None, 
     return factory
 
 
+def set_class_adapter(wrap: Callable[[type], Any]) -> None:
+    """How :func:`register_attribution` turns a Captum ``Neuron*`` class into an adapter
+    (``captum_fv.attribution`` sets its ``NeuronMethod``)."""
+    _CLASS_ADAPTER[:] = [wrap]
+
+
 def register_attribution(name: str, method: Any, *, overwrite: bool = False) -> Any:
     """Register a Captum ``Neuron*`` class or an adapter under ``name``:
     ``adapter(forward_func, layer, selector, inputs, **kwargs) -> attributions`` (or
@@ -65,7 +73,10 @@ def register_attribution(name: str, method: Any, *, overwrite: bool = False) -> 
     """
     _check_name(name, _ATTRIBUTIONS, "attribution", overwrite)
     if inspect.isclass(method) and hasattr(method, "attribute"):
-        method = NeuronMethod(method)
+        if not _CLASS_ADAPTER:
+            raise RuntimeError("import captum_fv (or captum_fv.attribution) before registering "
+                               "a Captum class: it provides the adapter that runs it")
+        method = _CLASS_ADAPTER[0](method)
     elif not callable(method):
         raise TypeError("an attribution method must be a Captum Neuron* class or a callable "
                         "adapter(forward_func, layer, selector, inputs, **kwargs); got "
@@ -122,15 +133,3 @@ def catalog(width: int = 100) -> str:
     lines += [f"{k:<{wk}}  {n:<{wn}}  {d}" for k, n, d in rows]
     return "\n".join(lines)
 
-
-_BUILTIN_OBJECTIVES = (
-    "channel", "neuron", "deepdream", "class_logit", "class_probability", "direction",
-    "random_direction", "diversity", "channel_interpolate", "alignment", "inversion", "style",
-    "l1", "l2", "total_variation", "blur",
-)
-
-for _name in _BUILTIN_OBJECTIVES:
-    register_objective(_name, getattr(_obj, _name))
-for _name, _method in _builtin_methods().items():
-    register_attribution(_name, _method)
-del _name, _method

@@ -19,7 +19,7 @@ from . import transforms as tf
 from .hooks import Capture, model_guard
 from .addressing import LayerRef, resolve_layer
 from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
-from .objectives.base import Context, Objective, _layer_id, as_objective
+from .objectives.base import Context, Objective, as_objective, layer_id as _layer_id
 
 #: Steps at which :func:`render` keeps a copy of the images unless told otherwise.
 DEFAULT_THRESHOLDS = (0, 4, 48)

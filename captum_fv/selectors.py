@@ -143,6 +143,6 @@ def selector_objective(layer: LayerLike, selector: Selector, batch: Slots = None
     return Objective(
         lambda ctx: _base.per_slot(lambda a, _: fn(a), ctx.acts(layer), batch),
         [layer],
-        f"{describe(selector)} @ {_units._name(layer)}",
+        f"{describe(selector)} @ {_base.layer_name(layer)}",
         _base.min_batch_for(batch),
     )

@@ -99,7 +99,7 @@ def test_custom_adapter_in_one_line_used_by_name(model):
         return inputs * 0.5
 
     registry.register_attribution("half", input_times_half)
-    a = attribute(model, "2", 1, x, method="half")
+    a = attribute(model, "2", x, 1, attribution="half")
     assert torch.equal(a.attributions, x * 0.5) and a.delta is None and a.method == "half"
     assert "Half the input: a stand-in attribution." in registry.catalog()
 
@@ -107,8 +107,8 @@ def test_custom_adapter_in_one_line_used_by_name(model):
 def test_custom_captum_class_in_one_line_used_by_name(model):
     x = torch.rand(2, 3, 10, 10)
     registry.register_attribution("my_ig", NeuronIntegratedGradients)
-    a = attribute(model, "2", 1, x, method="my_ig", n_steps=10)
-    b = attribute(model, "2", 1, x, method="integrated_gradients", n_steps=10, tolerance=None)
+    a = attribute(model, "2", x, 1, attribution="my_ig", n_steps=10)
+    b = attribute(model, "2", x, 1, attribution="integrated_gradients", n_steps=10, tolerance=None)
     torch.testing.assert_close(a.attributions, b.attributions)
     assert a.delta is None  # a bare class makes no completeness claim; the built-in does
     assert b.delta is not None

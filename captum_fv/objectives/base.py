@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Uni
 import torch
 
 from ..addressing import LayerLike
+from ..registry import get_objective
 
 Slots = Union[None, int, Sequence[int]]
 
@@ -42,24 +43,32 @@ class Context:
         return self.images.shape[0]
 
     def acts(self, layer: LayerLike) -> torch.Tensor:
-        return self._acts[self._keys[_layer_id(layer)]]
+        return self._acts[self._keys[layer_id(layer)]]
 
     @property
     def output(self) -> torch.Tensor:
         return self.acts(None)
 
 
-def _layer_id(layer: LayerLike) -> Any:
+def layer_id(layer: LayerLike) -> Any:
     """Hashable identity of a layer spec (modules by identity, names by value)."""
     if layer is None or layer == "":
         return ""
     return layer if isinstance(layer, str) else ("module", id(layer))
 
 
+def layer_name(layer: LayerLike) -> str:
+    """A layer spec as objective names and messages show it: ``'name'``, a module's type, or
+    ``'output'``."""
+    if layer is None or layer == "":
+        return "'output'"
+    return repr(layer) if isinstance(layer, str) else type(layer).__name__
+
+
 class Objective:
     """A differentiable score per batch slot, to be maximized; combine with ``+ - * /``.
 
-    >>> obj = channel("_blocks.8", 5) - 1e-2 * diversity("_blocks.8")
+    >>> obj = channel("_blocks.8", 5) + 0.5 * diversity("_blocks.8")
     >>> obj.layers  # what the hook engine must capture
     """
 
@@ -132,7 +141,7 @@ class Objective:
 def _unique(layers: Iterable[LayerLike]) -> Iterable[LayerLike]:
     seen = set()
     for layer in layers:
-        i = _layer_id(layer)
+        i = layer_id(layer)
         if i not in seen:
             seen.add(i)
             yield layer
@@ -149,9 +158,7 @@ def as_objective(obj: Any) -> Objective:
                 f"cannot read {obj!r} as an objective: the shorthand is 'layer:channel', "
                 "e.g. '_blocks.8:12'"
             )
-        from .units import channel
-
-        return channel(layer, int(unit))
+        return get_objective("channel")(layer, int(unit))  # registered by objectives.units
     raise TypeError(
         f"expected an Objective or a 'layer:channel' string, got {type(obj).__name__}; build one "
         "with captum_fv.objectives (channel, neuron, ...)"

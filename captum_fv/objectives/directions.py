@@ -11,8 +11,8 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..addressing import LayerLike
-from .base import Objective, Slots, min_batch_for, per_slot
-from .units import _name
+from .base import Slots, layer_name
+from .factory import PerSlot, objective
 
 Vector = Union[torch.Tensor, Sequence[float]]
 
@@ -38,6 +38,7 @@ def _direction_values(
     return dot.mean(1)
 
 
+@objective
 def direction(
     layer: LayerLike,
     vector: Vector,
@@ -45,7 +46,7 @@ def direction(
     y: Optional[int] = None,
     cossim_pow: float = 0.0,
     batch: Slots = None,
-) -> Objective:
+) -> PerSlot:
     """Projection of the activation onto ``vector`` (one entry per channel), pooled over positions
     or at ``(x, y)``; a ``(slots, C)`` matrix gives each targeted slot its own direction.
 
@@ -58,14 +59,10 @@ def direction(
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
         return _direction_values(a, d, x, y, cossim_pow)
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), batch),
-        [layer],
-        f"direction({_name(layer)})",
-        min_batch_for(batch),
-    )
+    return PerSlot(values, f"direction({layer_name(layer)})", layer, batch)
 
 
+@objective
 def random_direction(
     layer: LayerLike,
     seed: int = 0,
@@ -73,8 +70,11 @@ def random_direction(
     y: Optional[int] = None,
     cossim_pow: float = 0.0,
     batch: Slots = None,
-) -> Objective:
-    """A seeded random unit direction over the layer's channels (drawn once the size is known)."""
+) -> PerSlot:
+    """A seeded random unit direction over the layer's channels (drawn once the size is known).
+
+    The drawn vector is kept in ``.direction["d"]``, for inspection.
+    """
     state = {}
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
@@ -84,11 +84,5 @@ def random_direction(
             state["d"] = d / d.norm()
         return _direction_values(a, state["d"], x, y, cossim_pow)
 
-    obj = Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), batch),
-        [layer],
-        f"random_direction({_name(layer)}, seed={seed})",
-        min_batch_for(batch),
-    )
-    obj.direction = state  # the drawn vector, for inspection: obj.direction["d"]
-    return obj
+    name = f"random_direction({layer_name(layer)}, seed={seed})"
+    return PerSlot(values, name, layer, batch, attributes={"direction": state})

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ..addressing import LayerLike
-from .base import Objective
-from .units import _name
+from .base import layer_name
+from .factory import PerSlot, objective
 
 
 def gram(a: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,8 @@ def similarity(a: torch.Tensor) -> torch.Tensor:
     return g @ g.T
 
 
-def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None) -> Objective:
+@objective
+def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None) -> PerSlot:
     """Minus each slot's mean Gram cosine similarity to the other slots of its group.
 
     Maximized with the unit objective, it makes facets differ. ``groups`` lists the slots that
@@ -37,8 +38,7 @@ def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None
     >>> channel("_blocks.8", 3) + 2.0 * diversity("_blocks.8")
     """
 
-    def fn(ctx) -> torch.Tensor:
-        a = ctx.acts(layer)
+    def values(a: torch.Tensor, _: None) -> torch.Tensor:  # the whole batch: slots compare
         n = a.shape[0]
         gid = torch.full((n,), -1, dtype=torch.long, device=a.device)
         for i, slots in enumerate(groups if groups is not None else [range(n)]):
@@ -49,4 +49,4 @@ def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None
         return -(sim * same).sum(1) / same.sum(1).clamp(min=1)
 
     need = 1 + max((max(s) for s in groups if len(s)), default=0) if groups else 1
-    return Objective(fn, [layer], f"diversity({_name(layer)})", need)
+    return PerSlot(values, f"diversity({layer_name(layer)})", layer, min_batch=need)

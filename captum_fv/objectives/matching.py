@@ -7,9 +7,9 @@ from typing import Optional
 import torch
 
 from ..addressing import LayerLike
-from .base import Objective, Slots, min_batch_for, per_slot
+from .base import Slots, layer_name
 from .diversity import gram
-from .units import _name
+from .factory import PerSlot, objective
 
 
 def _relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -18,7 +18,8 @@ def _relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return err / target.flatten(1).pow(2).mean(1).clamp(min=1e-8)
 
 
-def inversion(layer: LayerLike, target: torch.Tensor, batch: Slots = None) -> Objective:
+@objective
+def inversion(layer: LayerLike, target: torch.Tensor, batch: Slots = None) -> PerSlot:
     """Minus the relative squared error to ``target`` (the layer's activation on some image, with
     or without its batch dim): maximizing it recovers an image the layer sees the same way.
 
@@ -33,20 +34,16 @@ def inversion(layer: LayerLike, target: torch.Tensor, batch: Slots = None) -> Ob
             t = t[idx.to(t.device)]  # one target per render slot
         if t.shape[1:] != a.shape[1:]:
             raise ValueError(
-                f"target activation has shape {tuple(t.shape[1:])} but layer {_name(layer)} gives "
+                f"target activation has shape {tuple(t.shape[1:])} but layer {layer_name(layer)} gives "
                 f"{tuple(a.shape[1:])} at this image size; compute the target at the same size"
             )
         return -_relative_error(a, t)
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), batch),
-        [layer],
-        f"inversion({_name(layer)})",
-        min_batch_for(batch),
-    )
+    return PerSlot(values, f"inversion({layer_name(layer)})", layer, batch)
 
 
-def style(layer: LayerLike, target_gram: torch.Tensor, batch: Slots = None) -> Objective:
+@objective
+def style(layer: LayerLike, target_gram: torch.Tensor, batch: Slots = None) -> PerSlot:
     """Minus the relative squared error between the layer's Gram matrix and ``target_gram``
     (from :func:`captum_fv.objectives.gram` of a style image's activation)."""
     target_gram = target_gram.detach()
@@ -57,9 +54,4 @@ def style(layer: LayerLike, target_gram: torch.Tensor, batch: Slots = None) -> O
             t = t[idx.to(t.device)]  # one target per render slot, as in inversion
         return -_relative_error(gram(a), t)
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), batch),
-        [layer],
-        f"style({_name(layer)})",
-        min_batch_for(batch),
-    )
+    return PerSlot(values, f"style({layer_name(layer)})", layer, batch)

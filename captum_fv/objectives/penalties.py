@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from .base import Objective, Slots, min_batch_for, per_slot
+from ..transforms import gaussian_blur
+from .base import Slots
+from .factory import PerSlot, objective
 
 
-def l1(constant: float = 0.5, batch: Slots = None) -> Objective:
+@objective
+def l1(constant: float = 0.5, batch: Slots = None) -> PerSlot:
     """Mean absolute distance of the pixels from ``constant`` (0.5: middle gray)."""
-    return Objective(
-        lambda ctx: per_slot(lambda x, _: (x - constant).abs().flatten(1).mean(1), ctx.images, batch),
-        (),
-        f"l1({constant})",
-        min_batch_for(batch),
-    )
+    return PerSlot(lambda x, _: (x - constant).abs().flatten(1).mean(1), f"l1({constant})",
+                   slots=batch, on_images=True)
 
 
-def l2(constant: float = 0.5, batch: Slots = None) -> Objective:
+@objective
+def l2(constant: float = 0.5, batch: Slots = None) -> PerSlot:
     """Root mean squared distance of the pixels from ``constant``."""
-    return Objective(
-        lambda ctx: per_slot(
-            lambda x, _: (x - constant).pow(2).flatten(1).mean(1).add(1e-12).sqrt(), ctx.images, batch
-        ),
-        (),
-        f"l2({constant})",
-        min_batch_for(batch),
-    )
+    return PerSlot(lambda x, _: (x - constant).pow(2).flatten(1).mean(1).add(1e-12).sqrt(),
+                   f"l2({constant})", slots=batch, on_images=True)
 
 
 def _tv(x: torch.Tensor) -> torch.Tensor:
@@ -35,24 +29,18 @@ def _tv(x: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def total_variation(batch: Slots = None) -> Objective:
+@objective
+def total_variation(batch: Slots = None) -> PerSlot:
     """Mean absolute difference between neighbouring pixels: high for high-frequency noise."""
-    return Objective(
-        lambda ctx: per_slot(lambda x, _: _tv(x), ctx.images, batch),
-        (),
-        "total_variation",
-        min_batch_for(batch),
-    )
+    return PerSlot(lambda x, _: _tv(x), "total_variation", slots=batch, on_images=True)
 
 
-def blur(sigma: float = 1.0, batch: Slots = None) -> Objective:
+@objective
+def blur(sigma: float = 1.0, batch: Slots = None) -> PerSlot:
     """Squared distance of the image from a blurred copy of itself (held constant), which pulls
     it towards its own blur a little each step."""
-    from ..transforms import gaussian_blur
 
     def values(x: torch.Tensor, _) -> torch.Tensor:
         return 0.5 * (x - gaussian_blur(x.detach(), sigma)).pow(2).flatten(1).mean(1)
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.images, batch), (), f"blur({sigma})", min_batch_for(batch)
-    )
+    return PerSlot(values, f"blur({sigma})", slots=batch, on_images=True)

@@ -11,76 +11,72 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..addressing import LayerLike
-from .base import Objective, Slots, min_batch_for, per_slot, spatial_mean
+from .base import Slots, layer_name, spatial_mean
+from .factory import PerSlot, objective
 
 Units = Union[int, Sequence[int]]
 
 
-def _slots_for(unit: Units, batch: Slots) -> Slots:
+def slots_for(unit: Units, batch: Slots) -> Slots:
+    """The slots a unit objective targets: ``batch``, or one slot per unit when units are many."""
     if batch is None and not isinstance(unit, numbers.Integral):
         return list(range(len(unit)))  # one unit per slot, in order
     return batch
 
 
-def _unit_index(unit: Units, n: int, size: int, what: str, layer: LayerLike) -> torch.Tensor:
+def unit_index(unit: Units, n: int, size: int, what: str, layer: LayerLike) -> torch.Tensor:
+    """One unit index per row (n rows), checked against the layer's ``size`` units."""
     units = [int(unit)] * n if isinstance(unit, numbers.Integral) else [int(u) for u in unit]
     if len(units) != n:
         raise ValueError(f"{len(units)} units given for {n} batch slots; give one unit per slot")
     for u in units:
         if not 0 <= u < size:
             raise IndexError(
-                f"{what} {u} is out of range for layer {_name(layer)}, which has {size} "
+                f"{what} {u} is out of range for layer {layer_name(layer)}, which has {size} "
                 f"{what}s (0..{size - 1})"
             )
     return torch.as_tensor(units, dtype=torch.long)
 
 
-def _name(layer: LayerLike) -> str:
-    if layer is None or layer == "":
-        return "'output'"
-    return repr(layer) if isinstance(layer, str) else type(layer).__name__
-
-
 def _label(kind: str, layer: LayerLike, unit: Units, batch: Slots) -> str:
     at = "" if batch is None else f", batch={batch}"
-    return f"{kind}({_name(layer)}, {unit}{at})"
+    return f"{kind}({layer_name(layer)}, {unit}{at})"
 
 
-def channel(layer: LayerLike, unit: Units, batch: Slots = None) -> Objective:
+def _rows(a: torch.Tensor) -> torch.Tensor:
+    return torch.arange(a.shape[0], device=a.device)
+
+
+@objective
+def channel(layer: LayerLike, unit: Units, batch: Slots = None) -> PerSlot:
     """Mean activation of channel ``unit`` over all positions.
 
     >>> channel("_blocks.8", 12)
     """
-    slots = _slots_for(unit, batch)
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
-        u = _unit_index(unit, a.shape[0], a.shape[1], "channel", layer).to(a.device)
-        return spatial_mean(a[torch.arange(a.shape[0], device=a.device), u])
+        u = unit_index(unit, a.shape[0], a.shape[1], "channel", layer).to(a.device)
+        return spatial_mean(a[_rows(a), u])
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), slots),
-        [layer],
-        _label("channel", layer, unit, batch),
-        min_batch_for(slots),
-    )
+    return PerSlot(values, _label("channel", layer, unit, batch), layer, slots_for(unit, batch))
 
 
+@objective
 def neuron(
     layer: LayerLike,
     unit: Units,
     x: Optional[int] = None,
     y: Optional[int] = None,
     batch: Slots = None,
-) -> Objective:
+) -> PerSlot:
     """Activation of channel ``unit`` at one spatial position (the centre by default).
 
     >>> neuron("_blocks.8", 12, x=3, y=3)
     """
-    slots = _slots_for(unit, batch)
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
-        u = _unit_index(unit, a.shape[0], a.shape[1], "channel", layer).to(a.device)
-        rows = torch.arange(a.shape[0], device=a.device)
+        u = unit_index(unit, a.shape[0], a.shape[1], "channel", layer).to(a.device)
+        rows = _rows(a)
         if a.dim() == 2:
             return a[rows, u]
         if a.dim() == 3:  # (N, C, L)
@@ -89,61 +85,48 @@ def neuron(
         yy, xx = h // 2 if y is None else y, w // 2 if x is None else x
         if not (0 <= yy < h and 0 <= xx < w):
             raise IndexError(
-                f"position (x={xx}, y={yy}) is outside layer {_name(layer)}'s {h}x{w} map"
+                f"position (x={xx}, y={yy}) is outside layer {layer_name(layer)}'s {h}x{w} map"
             )
         return a[rows, u, ..., yy, xx].flatten(1).mean(1) if a.dim() > 4 else a[rows, u, yy, xx]
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), slots),
-        [layer],
-        _label("neuron", layer, unit, batch),
-        min_batch_for(slots),
-    )
+    return PerSlot(values, _label("neuron", layer, unit, batch), layer, slots_for(unit, batch))
 
 
-def deepdream(layer: LayerLike, batch: Slots = None) -> Objective:
+@objective
+def deepdream(layer: LayerLike, batch: Slots = None) -> PerSlot:
     """Mean squared activation of a whole layer (DeepDream): amplify whatever the layer sees."""
-    return Objective(
-        lambda ctx: per_slot(lambda a, _: a.flatten(1).pow(2).mean(1), ctx.acts(layer), batch),
-        [layer],
-        f"deepdream({_name(layer)})",
-        min_batch_for(batch),
-    )
+    return PerSlot(lambda a, _: a.flatten(1).pow(2).mean(1), f"deepdream({layer_name(layer)})",
+                   layer, batch)
 
 
 #: Lucid's name for the same objective.
 layer = deepdream
 
 
-def class_logit(label: Units, batch: Slots = None, layer: LayerLike = None) -> Objective:
+def _logits(a: torch.Tensor) -> torch.Tensor:
+    return a if a.dim() == 2 else a.flatten(2).mean(2)  # spatial logits: average them
+
+
+@objective
+def class_logit(label: Units, batch: Slots = None, layer: LayerLike = None) -> PerSlot:
     """Pre-softmax score of class ``label`` (the model output unless ``layer`` says otherwise)."""
-    slots = _slots_for(label, batch)
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
-        u = _unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
-        a = a if a.dim() == 2 else a.flatten(2).mean(2)  # spatial logits: average them
-        return a[torch.arange(a.shape[0], device=a.device), u]
+        u = unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
+        a = _logits(a)
+        return a[_rows(a), u]
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), slots),
-        [layer],
-        _label("class_logit", layer, label, batch),
-        min_batch_for(slots),
-    )
+    return PerSlot(values, _label("class_logit", layer, label, batch), layer, slots_for(label, batch))
 
 
-def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None) -> Objective:
+@objective
+def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None) -> PerSlot:
     """Post-softmax probability of class ``label``: raising it may also mean lowering the others."""
-    slots = _slots_for(label, batch)
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
-        u = _unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
-        a = a if a.dim() == 2 else a.flatten(2).mean(2)
-        return torch.softmax(a.float(), dim=1)[torch.arange(a.shape[0], device=a.device), u]
+        u = unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
+        a = _logits(a)
+        return torch.softmax(a.float(), dim=1)[_rows(a), u]
 
-    return Objective(
-        lambda ctx: per_slot(values, ctx.acts(layer), slots),
-        [layer],
-        _label("class_probability", layer, label, batch),
-        min_batch_for(slots),
-    )
+    return PerSlot(values, _label("class_probability", layer, label, batch), layer,
+                   slots_for(label, batch))

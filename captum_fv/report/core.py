@@ -268,7 +268,7 @@ class NeuronReport:
                 top_images = mined.images(sel, "top")
                 with _seeded(self.seed + position[name], device):
                     att = attr_lib.attribute(
-                        self.forward_func, self.layer_spec, sel, top_images, method=self.attribution,
+                        self.forward_func, self.layer_spec, top_images, sel, attribution=self.attribution,
                         **self.attribution_kwargs,
                     )
                 self.timings["attribution"] += time.perf_counter() - t
@@ -335,7 +335,7 @@ class NeuronReport:
             "negative": "negative.png" if v.negative is not None else None,
             "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
         }
-        from ..attribution import overlay
+        from ..heatmap import overlay
 
         arrays: Dict[str, np.ndarray] = {"positive.png": writer.to_png_array(v.positive[0])}
         for j, f in enumerate(v.facets):

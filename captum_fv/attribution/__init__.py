@@ -1,0 +1,21 @@
+"""Attribution pairing: which pixels of a unit's examples drive it, computed by Captum.
+
+The selector that drove a visualization drives the attribution too: an int channel becomes
+``captum_fv.channel(c)`` (a callable Captum accepts), so Captum attributes the same spatial mean
+the visualization maximized. Units of the model output (``layer=None``, an int class) pair with
+Captum's ``IntegratedGradients(target=k)``. Arguments follow Captum: inputs, then the neuron
+selector; every keyword but ``attribution``, ``tolerance`` and ``max_steps`` is Captum's.
+
+>>> ex = DatasetExamples(model, "_blocks.8").collect(dataset)
+>>> a = attribute(model, "_blocks.8", ex.images(12), 12, n_steps=64)
+>>> a.delta / (a.activations - a.baseline_activations).abs()   # completeness check
+>>> heat = captum_fv.heatmap.overlay(ex.images(12)[0], a.attributions[0])  # (3, H, W) RGB
+"""
+from ._attribute import Attribution, attribute
+from ._baselines import grey_baselines, patch_mask, path_batch
+from ._methods import Adapter, NeuronMethod, builtin_methods
+
+__all__ = [
+    "attribute", "Attribution", "NeuronMethod", "Adapter", "builtin_methods",
+    "grey_baselines", "patch_mask", "path_batch",
+]
