@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-import pytest
-
 import ipykernel  # noqa: F401  (the test extra installs all four: a missing one must fail, not skip)
 import jupytext
 import nbclient
 import nbformat
+import pytest
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
