@@ -11,7 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import captum_fv as fv
-from captum_fv.mining import DatasetExamples, ExampleSet, _Extremes
+from captum_fv.mining import DatasetExamples, ExampleSet
+from captum_fv.mining._extremes import Extremes
 
 N, SIZE = 37, 12  # 37 is prime: no batch size below divides it; (N - 1) * q is whole for quartiles
 
@@ -173,7 +174,7 @@ def test_running_extremes_equal_a_full_sort(k, batch_sizes, data):
     n, units = sum(batch_sizes), 3
     values = torch.tensor(data.draw(st.lists(st.integers(-2, 2), min_size=n * units,
                                              max_size=n * units)), dtype=torch.float32).view(n, units)
-    top, bottom, start = _Extremes(k, True), _Extremes(k, False), 0
+    top, bottom, start = Extremes(k, True), Extremes(k, False), 0
     for b in batch_sizes:
         idx = torch.arange(start, start + b)
         pos = idx[:, None].expand(b, units).int()
@@ -326,3 +327,71 @@ def test_bad_arguments(model, images):
         mine(model, images, units=[8])
     with pytest.raises(ValueError, match="empty"):
         mine(model, images[:0])
+
+
+# ------------------------------------------------------------------ additional_forward_args
+
+
+class Scaled(nn.Module):
+    """model(x, scale): a conv whose output is multiplied by a per-example ``scale`` (N,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.post = nn.Identity()
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.post(self.conv(x) * scale.view(-1, 1, 1, 1))
+
+
+class WithScale(Dataset):
+    """Dict items with a per-example scale, as a 1-tuple or as one value."""
+
+    def __init__(self, images: torch.Tensor, scales: torch.Tensor, as_tuple: bool) -> None:
+        self.images, self.scales, self.as_tuple = images, scales, as_tuple
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        s = self.scales[i]
+        return {"image": self.images[i], "additional_forward_args": (s,) if self.as_tuple else s}
+
+
+@pytest.fixture(scope="module")
+def scaled() -> Scaled:
+    torch.manual_seed(5)
+    return Scaled().eval()
+
+
+def post_values(model: Scaled, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x, scale).flatten(2).mean(2)  # (N, 4): every channel's spatial mean
+
+
+@pytest.mark.parametrize("as_tuple", [True, False])
+@pytest.mark.parametrize("loader", [False, True])
+def test_per_item_forward_args_reach_the_model(scaled, images, as_tuple, loader):
+    scales = torch.linspace(-2.0, 3.0, N)  # negative scales flip the order: visible in the results
+    data = WithScale(images, scales, as_tuple)
+    data = DataLoader(data, batch_size=6) if loader else data
+    ex = DatasetExamples(scaled, "post").collect(data, k=4, batch_size=6, progress=False)
+    want = post_values(scaled, images, scales)
+    for c in range(4):
+        check_unit(ex, c, want[:, c], scaled(images, scales).detach()[:, c], k=4)
+
+
+def test_collect_forward_args_are_broadcast_to_every_example(scaled, images):
+    ex = DatasetExamples(scaled, "post").collect(images, k=3, batch_size=8, units=[1, (2, 0, 0)],
+                                                 additional_forward_args=torch.tensor([-1.5]),
+                                                 progress=False)
+    out = scaled(images, torch.full((N,), -1.5)).detach()
+    check_unit(ex, 1, out[:, 1].flatten(1).mean(1), out[:, 1], k=3)
+    check_unit(ex, (2, 0, 0), out[:, 2, 0, 0], None, k=3)
+
+
+def test_forward_args_in_two_places_are_refused(scaled, images):
+    data = WithScale(images, torch.ones(N), as_tuple=True)
+    with pytest.raises(ValueError, match="one place"):
+        DatasetExamples(scaled, "post").collect(data, k=1, additional_forward_args=torch.ones(1),
+                                                progress=False)

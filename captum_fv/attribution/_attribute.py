@@ -13,7 +13,7 @@ from torch import nn
 
 from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
 from ..hooks import Capture, model_guard
-from ..mining import _check_batch
+from ..items import check_batch
 from ..modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from ..registry import get_attribution, list_attributions
 from ..selectors import Selector, as_callable
@@ -86,7 +86,7 @@ def attribute(
     module = module_of(forward_func)
     ref = resolve_layer(module, layer)
     fn = as_callable(neuron_selector)
-    x = _check_batch(inputs, infer_in_channels(module, default=None)).detach()
+    x = check_batch(inputs, infer_in_channels(module, default=None)).detach()
     if module is not None:
         x = x.to(model_device(module), model_dtype(module))
     baselines = captum_kwargs.get("baselines")

@@ -21,7 +21,7 @@ from ..version import __version__
 from .. import distributed as dist_lib
 from ..data import sample_images
 from ..addressing import LayerLike
-from ..mining import _image_of
+from ..items import image_of as _image_of
 from ..modelinfo import model_device, module_of
 from ..selectors import Selector, as_callable, channel_index, describe
 from ..visualization import NeuronVisualization, Visualization
