@@ -14,7 +14,7 @@ from torch import nn
 from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
 from ..hooks import Capture, model_guard
 from ..items import check_batch
-from ..modelinfo import infer_in_channels, model_device, model_dtype, module_of
+from ..modelinfo import infer_in_channels, model_device, model_dtype, module_of, unwrap
 from ..registry import get_attribution, list_attributions
 from ..selectors import Selector, as_callable
 from ._baselines import baseline_batch
@@ -83,6 +83,7 @@ def attribute(
     else:  # a Captum Neuron* class or an adapter, unregistered
         name = getattr(attribution, "__name__", type(attribution).__name__)
         adapter = NeuronMethod(attribution) if inspect.isclass(attribution) else attribution
+    forward_func = unwrap(forward_func)  # Captum's hooks need the eager, unwrapped model
     module = module_of(forward_func)
     ref = resolve_layer(module, layer)
     fn = as_callable(neuron_selector)
