@@ -11,6 +11,8 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 
 from torch import nn
 
+from .modelinfo import WRAPPER_PREFIXES, unwrap
+
 __all__ = ["OUTPUT", "LayerLike", "LayerRef", "resolve_layer"]
 
 LayerLike = Union[str, nn.Module, None]
@@ -38,12 +40,23 @@ def _closest(name: str, names: Sequence[str], n: int = 5) -> List[str]:
     return close
 
 
+def _without_wrapper_prefix(name: str, modules: dict) -> str:
+    """``module.features.3`` -> ``features.3`` when only the latter exists (see WRAPPER_PREFIXES)."""
+    while name not in modules:
+        prefix = next((p for p in WRAPPER_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            break
+        name = name[len(prefix):]
+    return name
+
+
 def resolve_layer(model: Optional[nn.Module], layer: LayerLike) -> LayerRef:
     """Turn a module, a dotted name (optionally ``name#k``) or None into a :class:`LayerRef`.
 
     >>> resolve_layer(model, "_blocks.8").name
     '_blocks.8'
     """
+    model = unwrap(model)  # names are those of the wrapped model, with or without the prefix
     if layer is None or (isinstance(layer, str) and layer == OUTPUT):
         return LayerRef(OUTPUT, model if isinstance(model, nn.Module) else nn.Identity())
     if isinstance(layer, nn.Module):
@@ -73,6 +86,7 @@ def resolve_layer(model: Optional[nn.Module], layer: LayerLike) -> LayerRef:
             raise ValueError(f"bad call index in {layer!r}: write 'name#k' with k = 0, 1, ...")
         call = int(idx)
     modules = dict(model.named_modules(remove_duplicate=False))
+    name = _without_wrapper_prefix(name, modules)
     if name not in modules:
         names = [n for n in modules if n]
         hint = _closest(name, names)

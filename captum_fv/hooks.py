@@ -10,17 +10,22 @@ Rules it enforces (each has a test):
   step costs about a forward+backward of the network prefix only.
 * :func:`model_guard` removes every hook and restores train/eval mode and each parameter's
   ``requires_grad``, also when an exception or KeyboardInterrupt passes through.
+
+Extra model arguments follow Captum's ``additional_forward_args``: the model is called as
+``forward_func(x, *args)``, where a tuple is several arguments and anything else one
+(:func:`forward_args`); :func:`batch_args` fits them to a batch.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .addressing import OUTPUT, LayerRef
+from .modelinfo import OutputKey, select_output, unwrap
 
 
 class _StopForward(BaseException):
@@ -78,8 +83,38 @@ def _as_tensor(out: Any, name: str) -> torch.Tensor:
     )
 
 
+def forward_args(additional_forward_args: Any) -> Tuple[Any, ...]:
+    """Captum's convention: None is no extra argument, a tuple several, anything else one."""
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)
+
+
+def batch_args(args: Tuple[Any, ...], total: int, start: int = 0, stop: Optional[int] = None) -> Tuple[Any, ...]:
+    """The extra arguments for rows ``start:stop`` of a batch of ``total`` inputs.
+
+    A tensor whose first dim is ``total`` holds one row per input and is sliced; one whose first
+    dim is 1 serves every row and is expanded (so during optimization the same arguments serve
+    every batch slot); anything else is passed as is.
+    """
+    stop = total if stop is None else stop
+    out = []
+    for a in args:
+        if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == 1:
+            a = a.expand(stop - start, *a.shape[1:])
+        elif torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == total:
+            a = a[start:stop]
+        out.append(a)
+    return tuple(out)
+
+
 class Capture:
     """Runs ``forward_func`` and returns the activations of ``refs`` as ``{ref.key: tensor}``.
+
+    The model output (the OUTPUT ref) is read with :func:`modelinfo.select_output` and ``output``,
+    so a model returning a tuple, a dict or a ``ModelOutput`` has one output tensor.
 
     Use as a context manager (hooks live only inside it) and call it with an input batch::
 
@@ -96,9 +131,11 @@ class Capture:
         forward_func: Callable[..., Any],
         refs: Sequence[LayerRef],
         truncate: bool = True,
+        output: OutputKey = None,
     ) -> None:
-        self.model = model
-        self.forward_func = forward_func
+        self.output = output
+        self.model = unwrap(model)
+        self.forward_func = unwrap(forward_func)  # compiled / DataParallel models run eagerly
         self.refs = list({r.key: r for r in refs}.values())
         self.need_output = any(r.name == OUTPUT for r in self.refs)
         self.truncate = truncate and not self.need_output
@@ -175,7 +212,9 @@ class Capture:
                 )
         self._checked = True
 
-    def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, additional_forward_args: Any = None) -> Dict[str, torch.Tensor]:
+        """Activations for input ``x``; the model runs as ``forward_func(x, *args)`` (see
+        :func:`forward_args`)."""
         if self._stack is None:
             raise RuntimeError("Capture must be used inside a 'with' block")
         self._counts = {}
@@ -183,7 +222,7 @@ class Capture:
         out = None
         self._running = True
         try:
-            out = self.forward_func(x)
+            out = self.forward_func(x, *forward_args(additional_forward_args))
         except _StopForward:
             pass
         except RuntimeError as e:
@@ -198,5 +237,5 @@ class Capture:
         if not self._checked:
             self._check_calls()
         if self.need_output:
-            self._store[OUTPUT] = _as_tensor(out, "output")
+            self._store[OUTPUT] = select_output(out, self.output)
         return self._store
