@@ -23,8 +23,8 @@ from torch.utils.data import (
     default_collate,
 )
 
-__all__ = ["FORWARD_ARGS_KEY", "IMAGE_KEYS", "Batch", "Source", "as_args", "batches", "check_batch", "collate",
-           "dealt", "forward_args_of", "image_of"]
+__all__ = ["FORWARD_ARGS_KEY", "IMAGE_KEYS", "Batch", "Source", "as_args", "batches", "check_batch",
+           "collate", "dealt", "forward_args_of", "image_of"]
 
 #: Keys under which a dict-style dataset item may hold its image.
 IMAGE_KEYS: Tuple[str, ...] = ("image", "images", "img", "pixel_values", "input")

@@ -211,10 +211,12 @@ class DatasetExamples:
                     if reader is None:
                         # A 1-image probe checks the layer runs once per forward and gives its
                         # shape; after it, Capture stops every forward right after the layer.
-                        probe = forward(run, x[:1], first_example(args, len(x)))[ref.key]
+                        one = first_example(args, len(x))
+                        probe = run(x[:1], additional_forward_args=one)[ref.key]
                         state.layer_shape = tuple(probe.shape[1:])
                         reader = UnitReader(settings.units, state.layer_shape, ref.key or "output")
-                    stats = UnitStats(*(t.cpu() for t in reader(forward(run, x, args)[ref.key])))
+                    acts = run(x, additional_forward_args=args)[ref.key]
+                    stats = UnitStats(*(t.cpu() for t in reader(acts)))
                     index = torch.arange(batch.start, batch.start + len(x))
                     check_finite(stats.values, index, ref.key)
                     state.update(stats, index)
@@ -245,11 +247,6 @@ def batch_args(batch: Any, fixed: Any, n: int, device: torch.device) -> Optional
         raise ValueError("additional_forward_args come both with the dataset items and as "
                          "collect(additional_forward_args=...); give them in one place")
     return own if own is not None else fixed_args(fixed, n, device)
-
-
-def forward(run: Capture, x: torch.Tensor, args: Optional[Tuple[Any, ...]]) -> Any:
-    """Run the captured forward, with extra arguments only when there are some."""
-    return run(x) if args is None else run(x, additional_forward_args=args)
 
 
 def check_finite(values: torch.Tensor, index: torch.Tensor, layer: str) -> None:

@@ -41,7 +41,8 @@ class UnitReader:
         self.chan_rows = [i for i, c in enumerate(channels) if c]
         self.chan_index = torch.tensor([u.channel for u in self.units if u.kind == "channel"],
                                        dtype=torch.long)
-        self.all_channels = len(self.units) == n_channels and self.chan_index.tolist() == list(range(n_channels))
+        every = list(range(n_channels))
+        self.all_channels = len(self.units) == n_channels and self.chan_index.tolist() == every
         self.others = [(i, u) for i, u in enumerate(self.units) if u.kind != "channel"]
         self.has_position = torch.tensor([c and bool(self.map_shape) for c in channels])
 
