@@ -43,7 +43,8 @@ from captum.attr import (IntegratedGradients, LayerActivation, LayerAttribution,
 from captum.attr import visualization as captum_viz
 
 import captum_fv as fv
-from captum_fv.attribution import attribute, overlay
+from captum_fv.attribution import attribute
+from captum_fv.heatmap import overlay
 from captum_fv.mining import DatasetExamples
 from captum_fv.report import NeuronReport
 
@@ -180,7 +181,7 @@ show(torch.cat([v.positive for v in visualizations]),
 # crops of the photos bundled with captum-fv; use your own with `fv.data.image_folder`) and
 # keeps the top and bottom examples of every unit.
 #
-# **Attribution on those examples.** `captum_fv.attribution.attribute` runs Captum's
+# **Attribution on those examples.** `captum_fv.attribute(model, layer, inputs, neuron_selector)` runs Captum's
 # `NeuronIntegratedGradients` with the same selector on the top examples, and `overlay` draws
 # the result the way Captum's blended heat map does. Together they show *which part* of each
 # example the channel responds to.
@@ -191,7 +192,7 @@ examples = DatasetExamples(model, layer).collect(dataset, k=K, units=units, prog
 
 for sel in units:
     images = examples.images(sel)
-    result = attribute(model, layer, sel, images, n_steps=N_STEPS)
+    result = attribute(model, layer, images, sel, n_steps=N_STEPS)
     acts = examples.top(sel).activations
     show(
         torch.cat([images, overlay(images, result.attributions)]),
