@@ -20,7 +20,7 @@ from .inspection import LayerInfo, layers
 from .mining import DatasetExamples, Examples, ExampleSet
 from .objectives import Objective
 from .render import NonFiniteObjectiveError, RenderResult, render
-from .selectors import ChannelSelector, channel
+from .unit import ChannelSelector, Unit, as_units, channel
 from .visualization import NeuronVisualization, Visualization, activations
 from .report import NeuronReport
 from .registry import register_attribution, register_objective
@@ -29,7 +29,7 @@ __all__ = [
     "data", "metrics", "models", "objectives", "param", "transforms",
     "layers", "resolve_layer", "LayerInfo", "model_guard",
     "Objective", "render", "RenderResult", "NonFiniteObjectiveError",
-    "channel", "ChannelSelector", "NeuronVisualization", "Visualization", "activations",
+    "channel", "ChannelSelector", "Unit", "as_units", "NeuronVisualization", "Visualization", "activations",
     "registry", "register_objective", "register_attribution",
     "DatasetExamples", "ExampleSet", "Examples", "attribute", "Attribution", "overlay",
     "NeuronReport", "tune_cpu_allocator",

@@ -184,6 +184,14 @@ class Unit:
                 raise IndexError(f"selector {self.index}: index {k} is out of range for dim {i} of size "
                                  f"{n} (layer output shape {shape})")
 
+    def is_single(self, layer_shape: Sequence[int]) -> bool:
+        """Whether the unit is one neuron of a layer output of ``layer_shape`` (no batch dim):
+        an int-only tuple, or a channel of a 1-D output. Channels of maps, slices and callables
+        aggregate several."""
+        if self.kind == "channel":
+            return len(tuple(layer_shape)) == 1
+        return self.kind == "neuron" and all(isinstance(i, numbers.Integral) for i in self.index)
+
     def value(self, acts: torch.Tensor) -> torch.Tensor:
         """The unit's value per example, ``(N,)``, on a layer output ``(N, ...)``."""
         if self.kind == "channel":

@@ -10,18 +10,52 @@ import torch
 from torch import nn
 
 from . import param as param_lib
-from .hooks import Capture, model_guard
+from .hooks import Capture, batch_args, forward_args, model_guard
 from .addressing import LayerLike, resolve_layer
-from .modelinfo import infer_in_channels, model_dtype, module_of
+from .modelinfo import OutputKey, infer_in_channels, model_dtype, module_of
 from .objectives.diversity import diversity as _diversity_objective
-from .objectives import units as _units
 from .objectives.base import Objective
 from .render import render
-from .selectors import Selector, as_callable, channel_index, describe, selector_objective
+from .unit import Selector, Unit, as_units, is_many, units_objective
 
 #: Default weight of the diversity term between facets (Gram cosine similarity is in [0, 1],
-#: the unit objective is scaled by the unit's own typical activation; see ``_unit_scale``).
+#: the term is scaled by the layer's own typical activation; see ``_scaled_diversity``).
 DIVERSITY_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class SlotLayout:
+    """Which batch slots hold one unit's images: its positive optimum, its facets and its
+    negative optimum (empty when not asked for)."""
+
+    positive: List[int]
+    facets: List[int] = field(default_factory=list)
+    negative: List[int] = field(default_factory=list)
+
+    @staticmethod
+    def per_unit(facets: int, negative: bool) -> int:
+        """Slots one unit takes."""
+        return 1 + facets + int(negative)
+
+    @classmethod
+    def of(cls, i: int, facets: int, negative: bool) -> "SlotLayout":
+        """The slots of the ``i``-th unit of a batch, units laid out one after another."""
+        base = i * cls.per_unit(facets, negative)
+        return cls([base], list(range(base + 1, base + 1 + facets)), [base + 1 + facets] if negative else [])
+
+    @property
+    def maximized(self) -> List[int]:
+        return self.positive + self.facets
+
+    def roles(self) -> Dict[str, List[int]]:
+        return {"positive": self.positive, "facets": self.facets, "negative": self.negative}
+
+
+def plan_chunks(n_units: int, per_unit: int, max_batch: int) -> List[range]:
+    """Consecutive chunks of units, each optimized in one batch of at most ``max_batch`` images
+    (``per_unit`` each); a unit is never split, so a chunk holds at least one."""
+    size = max(1, max_batch // per_unit)
+    return [range(s, min(s + size, n_units)) for s in range(0, n_units, size)]
 
 
 @dataclass
@@ -40,7 +74,7 @@ class Visualization:
 
     @property
     def name(self) -> str:
-        return describe(self.selector)
+        return Unit.parse(self.selector).title
 
 
 class NeuronVisualization:
@@ -61,32 +95,17 @@ class NeuronVisualization:
         self.layer = resolve_layer(self.module, layer)
         self._layer_spec = layer if isinstance(layer, nn.Module) else self.layer.key
 
-    def _objective(
-        self, selectors: Sequence[Selector], facets: int, negative: bool, diversity_weight: float
-    ) -> "tuple[Objective, List[Dict[str, List[int]]]]":
-        per_unit = 1 + facets + int(negative)
-        layout = []
-        for i in range(len(selectors)):
-            base = i * per_unit
-            layout.append(
-                {
-                    "positive": [base],
-                    "facets": list(range(base + 1, base + 1 + facets)),
-                    "negative": [base + 1 + facets] if negative else [],
-                }
-            )
+    def _objective(self, units: Sequence[Unit], layout: Sequence[SlotLayout],
+                   diversity_weight: float) -> Objective:
         spec = self._layer_spec
-        pos_slots = [s for lay in layout for s in lay["positive"] + lay["facets"]]
-        pos_sel = [sel for sel, lay in zip(selectors, layout) for _ in lay["positive"] + lay["facets"]]
-        neg_slots = [s for lay in layout for s in lay["negative"]]
-        neg_sel = [sel for sel, lay in zip(selectors, layout) for _ in lay["negative"]]
-        obj = _selectors_objective(spec, pos_sel, pos_slots)
-        if neg_slots:
-            obj = obj - _selectors_objective(spec, neg_sel, neg_slots)
-        if facets > 1 and diversity_weight:
-            groups = [lay["facets"] for lay in layout]
-            obj = obj + diversity_weight * _scaled_diversity(spec, groups)
-        return obj, layout
+        pos = [(u, s) for u, lay in zip(units, layout) for s in lay.maximized]
+        neg = [(u, s) for u, lay in zip(units, layout) for s in lay.negative]
+        obj = units_objective(spec, [u for u, _ in pos], [s for _, s in pos])
+        if neg:
+            obj = obj - units_objective(spec, [u for u, _ in neg], [s for _, s in neg])
+        if len(layout[0].facets) > 1 and diversity_weight:
+            obj = obj + diversity_weight * _scaled_diversity(spec, [lay.facets for lay in layout])
+        return obj
 
     def visualize(
         self,
@@ -105,82 +124,73 @@ class NeuronVisualization:
         thresholds: Optional[Sequence[int]] = None,
         max_batch: int = 64,
         progress: bool = True,
+        additional_forward_args: Any = None,
     ) -> Union[Visualization, List[Visualization]]:
-        """Optimize images for one selector, or for a list of them in shared batches.
+        """Optimize images for one selector, or for a sequence of them in shared batches.
 
-        ``neuron_selector``: an int (channel), a tuple indexing one neuron, a callable, or a list
-        of these; ``facets``: extra images pushed apart by a diversity term; ``negative``: also
-        minimize the unit; ``max_batch``: most images optimized at once.
+        ``neuron_selector``: an int (channel), a tuple indexing one neuron, a callable, or a
+        sequence of these (list, range, array: many units; a tuple is one neuron, as in Captum);
+        ``facets``: extra images pushed apart by a diversity term; ``negative``: also minimize the
+        unit; ``max_batch``: most images optimized at once; ``additional_forward_args``: extra
+        model arguments, as in Captum (see :func:`captum_fv.render`).
         """
-        single = not isinstance(neuron_selector, list)
-        selectors = [neuron_selector] if single else list(neuron_selector)
-        if not selectors:
-            raise ValueError("no neuron selectors given")
         if facets < 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
-        for sel in selectors:
-            as_callable(sel)  # type errors now, not mid-optimization
-        per_unit = 1 + facets + int(negative)
-        chunk = max(1, max_batch // per_unit)
+        units = as_units(neuron_selector)  # type errors now, not mid-optimization
+        per_unit = SlotLayout.per_unit(facets, negative)
         results: List[Visualization] = []
-        for start in range(0, len(selectors), chunk):
-            part = selectors[start : start + chunk]
-            obj, layout = self._objective(part, facets, negative, diversity_weight)
+        for chunk in plan_chunks(len(units), per_unit, max_batch):
+            part = units[chunk.start : chunk.stop]
+            layout = [SlotLayout.of(i, facets, negative) for i in range(len(part))]
+            obj = self._objective(part, layout, diversity_weight)
             p = param_lib.image(
                 size,
                 batch=len(part) * per_unit,
                 channels=infer_in_channels(self.module),
                 fft=fft,
                 decorrelate=decorrelate,
-                seed=seed + start,
+                seed=seed + chunk.start,
             )
             res = render(
                 self.forward_func, obj, param=p, transforms=transforms, steps=steps, lr=lr,
-                thresholds=thresholds, seed=seed + start, progress=progress,
+                thresholds=thresholds, seed=seed + chunk.start, progress=progress,
+                additional_forward_args=additional_forward_args,
             )
-            reached = self.activation(res.images, part, layout)
-            for sel, lay, act in zip(part, layout, reached):
-                results.append(self._pack(sel, lay, res, act))
-        return results[0] if single else results
+            reached = self.activation(res.images, part, layout, additional_forward_args)
+            for unit, lay, act in zip(part, layout, reached):
+                results.append(self._pack(unit, lay, res, act))
+        return results if is_many(neuron_selector) else results[0]
 
     def activation(
         self,
         images: torch.Tensor,
         selectors: Sequence[Selector],
-        layout: Optional[Sequence[Dict[str, List[int]]]] = None,
+        layout: Optional[Sequence[SlotLayout]] = None,
+        additional_forward_args: Any = None,
     ) -> List[Dict[str, torch.Tensor]]:
-        """Each selector's value on its own images (no transforms, no gradient)."""
+        """Each selector's value on its own images (no transforms, no gradient); without a
+        layout, every selector on all the images."""
+        units = [Unit.parse(s) for s in selectors]
         if layout is None:
-            layout = [{"positive": list(range(len(images)))}] * len(selectors)
-        acts = activations(self.forward_func, self._layer_spec, images)
-        out = []
-        for sel, lay in zip(selectors, layout):
-            fn = as_callable(sel)
-            out.append({role: fn(acts[slots]).float().cpu() if slots else torch.zeros(0)
-                        for role, slots in lay.items()})
-        return out
+            layout = [SlotLayout(list(range(len(images))))] * len(units)
+        acts = activations(self.forward_func, self._layer_spec, images,
+                           additional_forward_args=additional_forward_args)
+        return [{role: unit.value(acts[slots]).float().cpu() if slots else torch.zeros(0)
+                 for role, slots in lay.roles().items()} for unit, lay in zip(units, layout)]
 
-    def _pack(self, sel: Selector, lay: Dict[str, List[int]], res: Any, act: Dict) -> Visualization:
+    def _pack(self, unit: Unit, lay: SlotLayout, res: Any, act: Dict) -> Visualization:
         imgs = res.images
-        p = lay["positive"][0]
+        p = lay.positive[0]
         return Visualization(
-            selector=sel,
+            selector=unit.selector,
             layer=self.layer.key,
-            positive=imgs[lay["positive"]],
-            facets=imgs[lay["facets"]],
-            negative=imgs[lay["negative"]] if lay["negative"] else None,
+            positive=imgs[lay.positive],
+            facets=imgs[lay.facets],
+            negative=imgs[lay.negative] if lay.negative else None,
             activation=act,
             snapshots={k: v[p : p + 1] for k, v in res.snapshots.items()},
             history=res.history[:, p],
         )
-
-
-def _selectors_objective(layer: LayerLike, selectors: Sequence[Selector], slots: List[int]) -> Objective:
-    """One objective for many (selector, slot) pairs; channels are vectorized into one op."""
-    chans = [channel_index(s) for s in selectors]
-    if all(c is not None for c in chans):
-        return _units.channel(layer, chans, batch=slots)
-    return sum(selector_objective(layer, s, batch=[slot]) for s, slot in zip(selectors, slots))
 
 
 def _scaled_diversity(layer: LayerLike, groups: List[List[int]]) -> Objective:
@@ -199,8 +209,15 @@ def activations(
     layer: LayerLike,
     inputs: torch.Tensor,
     batch_size: int = 64,
+    additional_forward_args: Any = None,
+    output: OutputKey = None,
 ) -> torch.Tensor:
     """A layer's activation for ``inputs`` (no gradient), with the forward stopped at the layer.
+
+    ``additional_forward_args``: extra model arguments, as in Captum (a tensor with one row per
+    input is batched along with the inputs, one with first dim 1 serves every input);
+    ``output``: for ``layer=None``, which part of a structured model output (see
+    :func:`captum_fv.modelinfo.select_output`).
 
     >>> acts = fv.activations(model, "_blocks.8", images)  # (N, 112, H/16, W/16)
     """
@@ -208,8 +225,10 @@ def activations(
     ref = resolve_layer(module, layer)
     dtype = model_dtype(module)
     device = next((p.device for p in module.parameters()), inputs.device) if module else inputs.device
+    args, n = forward_args(additional_forward_args), inputs.shape[0]
     outs = []
-    with model_guard(module), Capture(module, forward_func, [ref]) as run, torch.no_grad():
-        for i in range(0, inputs.shape[0], batch_size):
-            outs.append(run(inputs[i : i + batch_size].to(device, dtype))[ref.key])
+    with model_guard(module), Capture(module, forward_func, [ref], output=output) as run, torch.no_grad():
+        for i in range(0, n, batch_size):
+            rows = batch_args(args, n, i, min(i + batch_size, n))
+            outs.append(run(inputs[i : i + batch_size].to(device, dtype), rows)[ref.key])
     return torch.cat(outs)

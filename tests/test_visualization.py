@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import captum_fv as fv
 import captum_fv.visualization as viz_mod
 from captum_fv import objectives as obj
-from captum_fv.selectors import as_callable
+from captum_fv.unit import Unit
 from conftest import assert_model_unchanged, model_state
 
 KW = dict(size=32, steps=6, progress=False, transforms=[])
@@ -157,12 +157,12 @@ def test_channel_selector_in_captum(tiny):
 @given(c=st.integers(-24, 23), y=st.integers(-16, 15), x=st.integers(-16, 15), seed=st.integers(0, 99))
 def test_tuple_selector_equals_direct_indexing(c, y, x, seed):
     a = torch.randn(3, 24, 16, 16, generator=torch.Generator().manual_seed(seed))
-    assert torch.equal(as_callable((c, y, x))(a), a[:, c, y, x])
+    assert torch.equal(Unit.parse((c, y, x)).value(a), a[:, c, y, x])
 
 
 def test_tuple_selector_with_slices_sums_like_captum():
     a = torch.randn(2, 4, 5, 5)
-    v = as_callable((1, slice(0, 2), slice(1, 3)))(a)
+    v = Unit.parse((1, slice(0, 2), slice(1, 3))).value(a)
     torch.testing.assert_close(v, a[:, 1, 0:2, 1:3].sum((1, 2)))
 
 

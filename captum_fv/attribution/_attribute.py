@@ -3,7 +3,6 @@ completeness check, in Captum's vocabulary."""
 from __future__ import annotations
 
 import inspect
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -12,15 +11,15 @@ import torch
 from torch import nn
 
 from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
-from ..hooks import Capture, model_guard
+from ..hooks import Capture, batch_args, forward_args, model_guard
 from ..items import check_batch
-from ..modelinfo import infer_in_channels, model_device, model_dtype, module_of, unwrap
+from ..modelinfo import OutputKey, infer_in_channels, model_device, model_dtype, module_of, unwrap
 from ..registry import get_attribution, list_attributions
-from ..selectors import Selector, as_callable
+from ..unit import Selector, Unit
 from ._baselines import baseline_batch
 from ._converge import converge
 from ._methods import Adapter, NeuronMethod
-from ._prefix import Prefix
+from ._prefix import Prefix, output_model
 
 
 @dataclass
@@ -58,6 +57,7 @@ def attribute(
     *,
     tolerance: Optional[float] = 0.05,
     max_steps: int = 800,
+    output: OutputKey = None,
     **captum_kwargs: Any,
 ) -> Attribution:
     """Attribute a unit's value on ``inputs`` to their pixels with a Captum method.
@@ -66,8 +66,12 @@ def attribute(
     in one call, with a completeness check. ``attribution``: a registered name (see
     :func:`captum_fv.registry.list_attributions`), a Captum ``Neuron*`` class or an adapter;
     ``captum_kwargs`` (``baselines``, ``n_steps``, ``method``, ``internal_batch_size``,
-    ``target`` ...) go to Captum with Captum's meaning. The model is left as found: eval mode and
-    frozen parameters only during the call.
+    ``target``, ``additional_forward_args`` ...) go to Captum with Captum's meaning (extra
+    arguments: the model runs as ``forward_func(x, *args)``; a tensor whose first dim is 1 serves
+    every input). ``output``: for a unit of the model output (``layer=None``) of a model returning
+    a tuple, dict or ``ModelOutput``, which part it is (see
+    :func:`captum_fv.modelinfo.select_output`). The model is left as found: eval mode and frozen
+    parameters only during the call.
 
     Path methods (integrated gradients) converge: an example whose relative delta is above
     ``tolerance`` is attributed again with the steps its delta calls for (at least twice as
@@ -86,15 +90,21 @@ def attribute(
     forward_func = unwrap(forward_func)  # Captum's hooks need the eager, unwrapped model
     module = module_of(forward_func)
     ref = resolve_layer(module, layer)
-    fn = as_callable(neuron_selector)
+    fn = Unit.parse(neuron_selector).value
     x = check_batch(inputs, infer_in_channels(module, default=None)).detach()
     if module is not None:
         x = x.to(model_device(module), model_dtype(module))
+    if captum_kwargs.get("additional_forward_args") is not None:
+        captum_kwargs["additional_forward_args"] = batch_args(
+            forward_args(captum_kwargs["additional_forward_args"]), len(x))
+    args = forward_args(captum_kwargs.get("additional_forward_args"))
+    if ref.name == OUTPUT:
+        forward_func = output_model(forward_func, output)  # Captum sees the chosen tensor
     baselines = captum_kwargs.get("baselines")
     if baselines is None and getattr(adapter, "default_baselines", None) is not None:
         baselines = captum_kwargs["baselines"] = adapter.default_baselines(x)
     with model_guard(module):
-        fx, layer_shape = _unit_values(forward_func, module, ref, fn, x)
+        fx, layer_shape = _unit_values(forward_func, module, ref, fn, x, args)
         check = getattr(adapter, "check", None)
         if check is not None:
             check(neuron_selector, layer_shape)
@@ -102,7 +112,7 @@ def attribute(
         if _has_completeness(adapter, captum_kwargs):
             base = baseline_batch(baselines, x, getattr(adapter, "baseline_distribution", False))
             if base is not None:
-                fb = _unit_values(forward_func, module, ref, fn, base)[0]
+                fb = _unit_values(forward_func, module, ref, fn, base, batch_args(args, len(base)))[0]
                 if len(fb) != len(fx):
                     fb = fb.mean().expand_as(fx)  # a distribution: completeness holds on average
 
@@ -168,10 +178,10 @@ def _has_completeness(adapter: Any, kwargs: Dict[str, Any]) -> bool:
 
 def _unit_values(
     forward_func: Any, module: Optional[nn.Module], ref: LayerRef,
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, args: Tuple[Any, ...] = (),
 ) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """The selector's value per example (no grad) and the layer's output shape without the batch
-    dim. One forward of these inputs; hooks gone on return."""
+    dim. One forward of these inputs (and extra arguments); hooks gone on return."""
     with Capture(module, forward_func, [ref]) as run, torch.no_grad():
-        acts = run(x)[ref.key]
+        acts = run(x, args)[ref.key]
     return fn(acts).detach().float(), tuple(acts.shape[1:])

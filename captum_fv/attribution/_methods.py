@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
@@ -22,7 +21,7 @@ from torch import nn
 
 from ..modelinfo import module_of
 from ..registry import register_attribution, set_class_adapter
-from ..selectors import ChannelSelector, Selector, as_callable, channel_index, describe
+from ..unit import Selector, Unit
 from ._baselines import grey_baselines, patch_mask, path_batch
 
 Adapter = Callable[..., Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]]
@@ -98,13 +97,10 @@ class NeuronMethod:
         """Raise if this method cannot attribute ``selector`` on a layer of this output shape."""
         if self.aggregates:
             return
-        c = channel_index(selector)
-        single = (c is not None and len(layer_shape) == 1) or (
-            isinstance(selector, tuple) and all(isinstance(i, numbers.Integral) for i in selector)
-        )
-        if not single:
+        unit = Unit.parse(selector)
+        if not unit.is_single(layer_shape):
             raise ValueError(
-                f"{self.neuron_cls.__name__} attributes through one neuron, but {describe(selector)} "
+                f"{self.neuron_cls.__name__} attributes through one neuron, but {unit.title} "
                 f"aggregates several (a channel is the mean over its {_positions(layer_shape)} "
                 "positions; Captum would combine their gradients wrongly); pass a tuple such as "
                 "(c, y, x), or use attribution='integrated_gradients'"
@@ -116,7 +112,8 @@ class NeuronMethod:
             kwargs.setdefault(key, make(inputs))
         if kwargs.get("baselines") is None and self.default_baselines is not None:
             kwargs["baselines"] = self.default_baselines(inputs)
-        c = channel_index(selector)
+        unit = Unit.parse(selector)
+        c = unit.channel if unit.kind == "channel" else None
         if layer is None and c is not None and self.output_cls is not None:
             # A class logit: Captum's own IntegratedGradients(target=k), with its own delta.
             init, call = _split_kwargs(self.output_cls, kwargs, self.neuron_cls.__name__)
@@ -141,7 +138,7 @@ class NeuronMethod:
         if self.handles is not None:
             _warn_unhandled(forward_func, self.handles, self.neuron_cls.__name__)
         init, call = _split_kwargs(self.neuron_cls, kwargs, self.neuron_cls.__name__)
-        sel = _captum_selector(selector, self.aggregates)
+        sel = unit.neuron_selector(self.aggregates)
         captum = self.neuron_cls(forward_func, layer, **init)
         return captum.attribute(inputs, neuron_selector=sel, **call)
 
@@ -176,16 +173,6 @@ def _first_line(doc: Optional[str]) -> str:
 
 def _positions(layer_shape: Tuple[int, ...]) -> int:
     return math.prod(layer_shape[1:]) if len(layer_shape) > 1 else 1
-
-
-def _captum_selector(selector: Selector, aggregates: bool) -> Any:
-    """The selector in Captum's terms: channels as ``channel(c)``, tuples as Captum indexes."""
-    c = channel_index(selector)
-    if c is not None:
-        return ChannelSelector(c) if aggregates else c  # not aggregating: a 1-D layer's neuron
-    if isinstance(selector, tuple):
-        return selector  # Captum's tuple semantics are ours (slices summed)
-    return as_callable(selector)  # shape-checked wrapper, so errors name the selector
 
 
 def _split_kwargs(cls: Type[Any], kwargs: Dict[str, Any], name: str) -> Tuple[Dict, Dict]:

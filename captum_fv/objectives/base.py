@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple, Uni
 import torch
 
 from ..addressing import LayerLike
+from ..modelinfo import OutputKey
 from ..registry import get_objective
 
 Slots = Union[None, int, Sequence[int]]
@@ -21,7 +22,8 @@ class Context:
 
     ``images``: the parameterized images (B, C, H, W) in [0, 1], before transforms;
     ``inputs``: what the model saw (after transforms); ``acts(layer)``: a layer's activation;
-    ``output``: the model output; ``step``: the step index.
+    ``output``: the model output (the part the objective chose, see :attr:`Objective.output`);
+    ``step``: the step index.
     """
 
     def __init__(
@@ -68,6 +70,10 @@ def layer_name(layer: LayerLike) -> str:
 class Objective:
     """A differentiable score per batch slot, to be maximized; combine with ``+ - * /``.
 
+    ``layers``: what the hook engine must capture; ``output``: for a model returning a tuple,
+    dict or ``ModelOutput``, which part is "the output" (a key, index or attribute; None: see
+    :func:`captum_fv.modelinfo.select_output`). Terms combined must agree on ``output``.
+
     >>> obj = channel("_blocks.8", 5) + 0.5 * diversity("_blocks.8")
     >>> obj.layers  # what the hook engine must capture
     """
@@ -78,11 +84,13 @@ class Objective:
         layers: Iterable[LayerLike] = (),
         name: str = "objective",
         min_batch: int = 1,
+        output: OutputKey = None,
     ) -> None:
         self.fn = fn
         self.layers: Tuple[LayerLike, ...] = tuple(_unique(layers))
         self.name = name
         self.min_batch = min_batch
+        self.output = output
 
     def __call__(self, ctx: Context) -> torch.Tensor:
         return self.fn(ctx)
@@ -94,7 +102,7 @@ class Objective:
         if isinstance(other, numbers.Number):
             a, name = self, f"{other} {symbol} {self.name}" if reverse else f"{self.name} {symbol} {other}"
             fn = (lambda ctx: op(other, a(ctx))) if reverse else (lambda ctx: op(a(ctx), other))
-            return Objective(fn, a.layers, name, a.min_batch)
+            return Objective(fn, a.layers, name, a.min_batch, a.output)
         other = as_objective(other)
         a, b = (other, self) if reverse else (self, other)
         return Objective(
@@ -102,6 +110,7 @@ class Objective:
             a.layers + b.layers,
             f"({a.name} {symbol} {b.name})",
             max(a.min_batch, b.min_batch),
+            shared_output(a, b),
         )
 
     def __add__(self, other: Any) -> "Objective":
@@ -132,10 +141,18 @@ class Objective:
 
     def __neg__(self) -> "Objective":
         a = self
-        return Objective(lambda ctx: -a(ctx), a.layers, f"-{a.name}", a.min_batch)
+        return Objective(lambda ctx: -a(ctx), a.layers, f"-{a.name}", a.min_batch, a.output)
 
     def __pos__(self) -> "Objective":
         return self
+
+
+def shared_output(a: Objective, b: Objective) -> OutputKey:
+    """The model-output part two combined objectives read; one render reads one."""
+    if a.output is not None and b.output is not None and a.output != b.output:
+        raise ValueError(f"{a.name} reads model output {a.output!r} and {b.name} reads "
+                         f"{b.output!r}; objectives rendered together must read the same output=")
+    return a.output if a.output is not None else b.output
 
 
 def _unique(layers: Iterable[LayerLike]) -> Iterable[LayerLike]:

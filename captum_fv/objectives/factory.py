@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 import torch
 
 from ..addressing import LayerLike
+from ..modelinfo import OutputKey
 from ..registry import register_objective
 from .base import Context, Objective, Slots, min_batch_for, per_slot
 
@@ -28,7 +29,8 @@ class PerSlot(NamedTuple):
     ``values(t, slots)`` gets the rows of the targeted ``slots`` (all rows and None when
     ``slots`` is None) and returns one value per row; untargeted slots score 0. ``t`` is the
     activation of ``layer``, or the images when ``on_images``. ``min_batch`` defaults to what
-    ``slots`` needs; ``attributes`` are set on the Objective (for inspection).
+    ``slots`` needs; ``attributes`` are set on the Objective (for inspection); ``output``: which
+    part of a structured model output ``layer=None`` means (see :attr:`Objective.output`).
     """
 
     values: ValuesFn
@@ -38,6 +40,7 @@ class PerSlot(NamedTuple):
     min_batch: Optional[int] = None
     on_images: bool = False
     attributes: Mapping[str, Any] = {}
+    output: OutputKey = None
 
 
 def build(term: PerSlot) -> Objective:
@@ -50,7 +53,7 @@ def build(term: PerSlot) -> Objective:
         def fn(ctx: Context) -> torch.Tensor:
             return per_slot(values, ctx.acts(layer), slots)
     need = min_batch_for(slots) if term.min_batch is None else term.min_batch
-    obj = Objective(fn, () if term.on_images else [layer], term.name, need)
+    obj = Objective(fn, () if term.on_images else [layer], term.name, need, term.output)
     for key, value in term.attributes.items():
         setattr(obj, key, value)
     return obj

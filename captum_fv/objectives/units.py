@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from ..addressing import LayerLike
+from ..modelinfo import OutputKey
 from .base import Slots, layer_name, spatial_mean
 from .factory import PerSlot, objective
 
@@ -108,20 +109,25 @@ def _logits(a: torch.Tensor) -> torch.Tensor:
 
 
 @objective
-def class_logit(label: Units, batch: Slots = None, layer: LayerLike = None) -> PerSlot:
-    """Pre-softmax score of class ``label`` (the model output unless ``layer`` says otherwise)."""
+def class_logit(label: Units, batch: Slots = None, layer: LayerLike = None, output: OutputKey = None) -> PerSlot:
+    """Pre-softmax score of class ``label`` (the model output unless ``layer`` says otherwise;
+    ``output``: which part of a tuple/dict/``ModelOutput`` the logits are, default its first
+    element or its logits)."""
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
         u = unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
         a = _logits(a)
         return a[_rows(a), u]
 
-    return PerSlot(values, _label("class_logit", layer, label, batch), layer, slots_for(label, batch))
+    return PerSlot(values, _label("class_logit", layer, label, batch), layer, slots_for(label, batch),
+                   output=output)
 
 
 @objective
-def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None) -> PerSlot:
-    """Post-softmax probability of class ``label``: raising it may also mean lowering the others."""
+def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None,
+                      output: OutputKey = None) -> PerSlot:
+    """Post-softmax probability of class ``label``: raising it may also mean lowering the others
+    (``layer``, ``output``: as for :func:`class_logit`)."""
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
         u = unit_index(label, a.shape[0], a.shape[1], "class", layer).to(a.device)
@@ -129,4 +135,4 @@ def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None
         return torch.softmax(a.float(), dim=1)[_rows(a), u]
 
     return PerSlot(values, _label("class_probability", layer, label, batch), layer,
-                   slots_for(label, batch))
+                   slots_for(label, batch), output=output)
