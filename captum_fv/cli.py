@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=None,
                    help="integrated gradients: redo an example with more steps while its convergence "
                         "delta exceeds this fraction of its activation change (default 0.05; 0: never)")
+    r.add_argument("--output", default=None,
+                   help="for models whose output is a dict, tuple or ModelOutput: the key or index that "
+                        "holds the logits (default: 'logits', or a tuple's first element)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-batch", type=int, default=64,
                    help="most images optimized at once; units are optimized (and shared among "
@@ -199,6 +202,7 @@ def _report(args: argparse.Namespace) -> int:
             model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
             facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
             attribution_kwargs=attribution_kwargs, model_name=args.model, progress=not args.quiet,
+            output=None if args.output is None else int(args.output) if args.output.isdigit() else args.output,
         )
         index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:

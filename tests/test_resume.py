@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from captum_fv import cli, fingerprint
-from captum_fv.report import NeuronReport, writer
+from captum_fv.report import NeuronReport, resume, writer
 from captum_fv.report.folder import MARKER, OutputFolderError
 from conftest import make_tiny
 
@@ -117,7 +117,7 @@ def test_units_from_before_fingerprints_are_redone(tmp_path):
     record = json.loads(unit.read_text())
     del record["fingerprint"]
     unit.write_text(json.dumps(record))  # file digests are of the PNGs and page: still intact
-    plan = NeuronReport._plan(tmp_path, ["channel_0002"], rep.fingerprint)
+    plan = resume.plan(tmp_path, ["channel_0002"], rep.fingerprint)
     assert plan.redo == {"channel_0002": "results+architecture+weights+dataset+settings changed"}
 
 

@@ -36,7 +36,7 @@ def test_thread_count_changes_only_what_the_readme_says(real_model):
             runs.append(NeuronReport(real_model, "_blocks.8", data, **kw).build([0, 1]))
     one, two = runs
     for name in one.units:
-        a, b = one.units[name]["record"], two.units[name]["record"]
+        a, b = one.units[name].record, two.units[name].record
         # dataset examples: the same examples in the same order, activations to ~1e-6
         assert [e["index"] for e in a["top"] + a["bottom"]] == [e["index"] for e in b["top"] + b["bottom"]]
         for ea, eb in zip(a["top"] + a["bottom"], b["top"] + b["bottom"]):

@@ -1,118 +1,37 @@
 """NeuronReport: per unit, its optimized image, diversity facets, negative optimum, optimization
-snapshots, and the dataset examples that most and least activate it with Captum attributions."""
+snapshots, and the dataset examples that most and least activate it with Captum attributions.
+
+A build runs three named steps over the units still to do: mining (first, so a bad dataset item
+stops the run before any optimization), optimization in fixed chunks, and attribution unit by
+unit; records and images are made by :mod:`captum_fv.report.records`.
+"""
 from __future__ import annotations
 
-import hashlib
-import random
-import re
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from ..progress import progress_bar
 
-from ..version import __version__
 from .. import distributed as dist_lib
-from ..data import sample_images
-from ..addressing import LayerLike
-from ..items import image_of as _image_of
-from ..modelinfo import model_device, module_of
-from ..selectors import Selector, as_callable, channel_index, describe
-from ..visualization import NeuronVisualization, Visualization
 from .. import fingerprint as fp_lib
+from ..addressing import LayerLike
+from ..attribution import attribute
+from ..data import sample_images
+from ..mining import DatasetExamples, ExampleSet
+from ..items import as_args, collate, forward_args_of, image_of
+from ..modelinfo import model_device, module_of
+from ..progress import progress_bar
+from ..unit import Selector, Unit, as_units
+from ..version import __version__
+from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
 from . import folder, writer
-
-
-def unit_name(selector: Selector) -> str:
-    """A file-system-safe, sortable name: ``channel_0003``, ``neuron_3_5_5``, ``fn_myselector``."""
-    c = channel_index(selector)
-    if c is not None:
-        return f"channel_{c:04d}"
-    if isinstance(selector, tuple):
-        return "neuron_" + "_".join(str(i) for i in selector)
-    return "fn_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", describe(selector))[:60]
-
-
-def unit_identity(selector: Selector) -> str:
-    """The unit part of a fingerprint: its name, and for a callable its code and constants, so two
-    different functions that happen to share a name are not taken for each other."""
-    name = unit_name(selector)
-    code = getattr(selector, "__code__", None) or getattr(getattr(selector, "__call__", None), "__code__", None)
-    if code is None or channel_index(selector) is not None:
-        return name
-    body = code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode()
-    return f"{name}:{hashlib.sha256(body).hexdigest()[:16]}"
-
-
-@dataclass
-class ResumePlan:
-    """What ``run(..., resume=True)`` found on disk: the units kept, and why each other one is redone."""
-
-    kept: List[str]
-    redo: Dict[str, str]  # unit name -> "missing", "damaged", "weights changed", ...
-
-    def summary(self) -> str:
-        """One line, e.g. ``resume: kept 4 of 6 units, redoing 2 (weights changed: 2)``."""
-        total = len(self.kept) + len(self.redo)
-        if not self.redo:
-            return f"resume: kept all {total} units"
-        reasons: Dict[str, int] = {}
-        for r in self.redo.values():
-            reasons[r] = reasons.get(r, 0) + 1
-        why = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
-        return f"resume: kept {len(self.kept)} of {total} units, redoing {len(self.redo)} ({why})"
-
-
-def _example_name(dataset: Any, index: int) -> str:
-    names = getattr(dataset, "names", None)
-    return str(names[index]) if names is not None else f"example {index}"
-
-
-def _setting(value: Any) -> Any:
-    """A setting as JSON: plain values as they are, tensors by a digest of their contents."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if torch.is_tensor(value):
-        t = value.detach().cpu().contiguous()
-        data = (t.double() if t.is_floating_point() else t).numpy().tobytes()  # bf16: no numpy
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        return f"tensor{tuple(t.shape)} {t.dtype} sha256:{digest}"
-    if isinstance(value, (list, tuple)):
-        return [_setting(v) for v in value]
-    return repr(value)
-
-
-def _values(t: Optional[torch.Tensor], n: int) -> List[float]:
-    return t.tolist() if t is not None else [float("nan")] * n
-
-
-@contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """The global RNGs (torch, NumPy, ``random``) seeded for one unit's attribution and restored
-    afterwards: GradientSHAP and the like draw from them (Captum's GradientSHAP from NumPy's), so
-    a unit's attribution does not depend on which units the process attributed before it, nor
-    on which process it runs in."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            torch.random.default_generator.manual_seed(seed)
-            for d in cuda:
-                with torch.cuda.device(d):
-                    torch.cuda.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            random.seed(seed)
-            yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
+from .figure import unit_figure
+from .records import BuiltUnit, UnitContext, build_unit, setting, unit_name
+from .resume import ResumePlan, plan, redo_all
+from .seeding import seeded
 
 
 class NeuronReport:
@@ -150,6 +69,8 @@ class NeuronReport:
         model_name: Optional[str] = None,
         progress: bool = True,
         distributed: Optional[bool] = None,
+        additional_forward_args: Any = None,
+        output: Any = None,
     ):
         if facets < 1 and facets != 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
@@ -167,7 +88,9 @@ class NeuronReport:
         module = module_of(forward_func)
         self.model_name = model_name or type(module or forward_func).__name__
         self.distributed = distributed
-        self.units: Dict[str, Dict[str, Any]] = {}  # name -> record (JSON-able) + tensors
+        self.additional_forward_args = additional_forward_args  # Captum's: the same for every input
+        self.output = output  # which entry of a structured model output is "the output"
+        self.units: Dict[str, BuiltUnit] = {}  # name -> record (JSON-able), PNG arrays, tensors
         self._order: List[str] = []  # unit names in the order they were first asked for
         self._fp: Dict[str, str] = {}  # the fingerprint the units of the last build were made under
         self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
@@ -179,9 +102,11 @@ class NeuronReport:
         return {
             "model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
             "facets": self.facets, "k": self.k, "seed": self.seed, "attribution": self.attribution,
-            "attribution_kwargs": {k: _setting(v) for k, v in sorted(self.attribution_kwargs.items())},
+            "attribution_kwargs": {k: setting(v) for k, v in sorted(self.attribution_kwargs.items())},
             "max_batch": self.max_batch,
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
+            "additional_forward_args": setting(self.additional_forward_args),
+            "output": setting(self.output),
         }
 
     @property
@@ -215,149 +140,93 @@ class NeuronReport:
 
     def _build(self, units: Sequence[Selector], on_unit: Optional[Callable[[str], None]],
                only: Optional[Sequence[Selector]], fingerprint: Optional[Dict[str, str]]) -> "NeuronReport":
-        from .. import attribution as attr_lib
-        from ..mining import DatasetExamples
-
-        units = list(units)
-        for u in units:
-            as_callable(u)
-        names = [unit_name(u) for u in units]
+        units = as_units(units)
+        names = [u.file_name for u in units]
         self._order += [n for n in dict.fromkeys(names) if n not in self._order]
-        wanted = {unit_name(u) for u in (units if only is None else only)}
-        shared = self._shared
-        progress = self.progress and (not shared or dist_lib.rank() == 0)
-        position = {n: i for i, n in reversed(list(enumerate(names)))}
-        todo = [u for u in units if unit_name(u) in wanted]
+        wanted = set(names) if only is None else {u.file_name for u in as_units(list(only))} if len(only) else set()
+        todo = [u for u in units if u.file_name in wanted]
         if not todo:
             return self
         self._fp = fingerprint or self.fingerprint
-
-        # Mining first: a bad dataset item stops the run before any optimization.
-        t = time.perf_counter()
-        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset, k=self.k, batch_size=self.batch_size, units=todo, progress=progress,
-            distributed=shared,
-        )
-        self.timings["mining"] += time.perf_counter() - t
-
-        t = time.perf_counter()
-        thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
-        chunk = max(1, self.max_batch // (2 + self.facets))  # positive + facets + negative
-        starts = [s for s in range(0, len(units), chunk) if wanted & set(names[s : s + chunk])]
-        vis: Dict[str, Visualization] = {}
-        with dist_lib.all_or_none(shared):
-            for start in dist_lib.shard(starts) if shared else starts:
-                part = units[start : start + chunk]
-                done = self.viz.visualize(
-                    part, size=self.size, steps=self.steps, facets=self.facets, negative=True,
-                    seed=self.seed + start, thresholds=thresholds,
-                    max_batch=len(part) * (2 + self.facets), progress=progress,
-                )
-                vis.update({unit_name(u): v for u, v in zip(part, done)})
-        self.timings["optimization"] += time.perf_counter() - t
-        units = todo
-
-        device = model_device(module_of(self.forward_func))
-        mine = [u for u in units if unit_name(u) in vis]  # all of them in a single process
-        bar = progress_bar(mine, desc="attribution", disable=not progress, leave=False)
-        with dist_lib.all_or_none(shared):
-            for sel in bar:
-                name = unit_name(sel)
-                v = vis[name]
-                t = time.perf_counter()
-                top_images = mined.images(sel, "top")
-                with _seeded(self.seed + position[name], device):
-                    att = attr_lib.attribute(
-                        self.forward_func, self.layer_spec, top_images, sel, attribution=self.attribution,
-                        **self.attribution_kwargs,
-                    )
-                self.timings["attribution"] += time.perf_counter() - t
-                self.units[name] = self._record(name, sel, v, mined, top_images, att)
-                if on_unit is not None:
-                    on_unit(name)
+        progress = self.progress and (not self._shared or dist_lib.rank() == 0)
+        mined = self._mine(todo, progress)
+        vis = self._optimize(units, wanted, progress)
+        position = {n: i for i, n in reversed(list(enumerate(names)))}
+        self._attribute(todo, vis, mined, position, on_unit, progress)
         return self
 
-    def _record(self, name: str, sel: Selector, v: Visualization, mined: Any, top: torch.Tensor, att: Any) -> Dict:
-        ds = self.dataset
-        tops, bottoms = mined.top(sel), mined.bottom(sel)
-        best = float(tops.activations[0])
-        delta = att.delta if att.delta is not None else torch.full((len(top),), float("nan"))
-        rel = att.relative_delta
-        positions = tops.positions if tops.positions is not None else [None] * len(tops)
-        spectrum = [(label, int(i), float(a)) for label, ex in mined.spectrum(sel)
-                    if label not in ("top", "bottom") for i, a in zip(ex.indices[:1], ex.activations[:1])]
-        record = {
-            "name": name,
-            "title": describe(sel),
-            "layer": self.layer,
-            "settings": self.settings,
-            "fingerprint": dict(self._fp, unit=unit_identity(sel)),
-            "activation": {
-                "positive": float(v.activation["positive"][0]),
-                "facets": [float(a) for a in v.activation["facets"]],
-                "negative": float(v.activation["negative"][0]) if v.negative is not None else None,
-            },
-            "dataset_max": best,
-            "dataset_min": float(bottoms.activations[0]),
-            "ratio": float(v.activation["positive"][0]) / best if best > 0 else None,
-            "attribution": {
-                "method": self.attribution,
-                "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
-                "mean_rel_delta": None if rel is None else float(rel.mean()),
-                "max_rel_delta": None if rel is None else float(rel.max()),
-            },
-            "top": [
-                {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
-                 "position": None if pos is None else [int(p) for p in pos],
-                 "delta": None if d != d else float(d),  # NaN: the method has no completeness
-                 "relative_delta": None if r != r else float(r),
-                 "n_steps": n,  # path methods: the steps this example was integrated with
-                 "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
-                for j, (i, a, pos, d, r, n) in enumerate(zip(
-                    tops.indices, tops.activations, positions, delta.tolist(), _values(rel, len(top)),
-                    att.n_steps.tolist() if att.n_steps is not None else [None] * len(top)))
-            ],
-            "bottom": [
-                {"index": int(i), "name": _example_name(ds, int(i)), "activation": float(a),
-                 "image": f"bottom_{j}.png"}
-                for j, (i, a) in enumerate(zip(bottoms.indices, bottoms.activations))
-            ],
-            "spectrum": [
-                {"label": label, "index": i, "name": _example_name(ds, i), "activation": a,
-                 "image": f"spectrum_{j}.png"}
-                for j, (label, i, a) in enumerate(spectrum)
-            ],
-            "files": {},
-        }
-        record["files_layout"] = {
-            "positive": "positive.png",
-            "facets": [f"facet_{j}.png" for j in range(len(v.facets))],
-            "negative": "negative.png" if v.negative is not None else None,
-            "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
-        }
-        from ..heatmap import overlay
+    def _mine(self, units: List[Unit], progress: bool) -> ExampleSet:
+        t = time.perf_counter()
+        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
+            self.dataset, k=self.k, batch_size=self.batch_size, units=[u.selector for u in units],
+            progress=progress, distributed=self._shared, additional_forward_args=self.additional_forward_args,
+        )
+        self.timings["mining"] += time.perf_counter() - t
+        return mined
 
-        arrays: Dict[str, np.ndarray] = {"positive.png": writer.to_png_array(v.positive[0])}
-        for j, f in enumerate(v.facets):
-            arrays[f"facet_{j}.png"] = writer.to_png_array(f)
-        if v.negative is not None:
-            arrays["negative.png"] = writer.to_png_array(v.negative[0])
-        for s, img in v.snapshots.items():
-            arrays[f"step_{s:05d}.png"] = writer.to_png_array(img[0])
-        for j, img in enumerate(top):
-            arrays[f"top_{j}.png"] = writer.to_png_array(img)
-            arrays[f"top_{j}_attr.png"] = writer.to_png_array(overlay(img, att.attributions[j]))
-        for e in record["bottom"] + record["spectrum"]:
-            arrays[e["image"]] = writer.to_png_array(_image_of(ds[e["index"]]))
-        return {"record": record, "arrays": arrays, "viz": v, "top_images": top, "attribution": att}
+    def _optimize(self, units: List[Unit], wanted: set, progress: bool) -> Dict[str, Visualization]:
+        """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them)."""
+        t = time.perf_counter()
+        names = [u.file_name for u in units]
+        thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
+        chunks = [c for c in plan_chunks(len(units), SlotLayout.per_unit(self.facets, True), self.max_batch)
+                  if wanted & set(names[c.start : c.stop])]
+        shared = self._shared
+        vis: Dict[str, Visualization] = {}
+        with dist_lib.all_or_none(shared):
+            for chunk in dist_lib.shard(chunks) if shared else chunks:
+                part, start = units[chunk.start : chunk.stop], chunk.start
+                done = self.viz.visualize(
+                    [u.selector for u in part], size=self.size, steps=self.steps, facets=self.facets,
+                    negative=True, seed=self.seed + start, thresholds=thresholds,
+                    max_batch=len(part) * (2 + self.facets), progress=progress,
+                    additional_forward_args=self.additional_forward_args,
+                )
+                vis.update({u.file_name: v for u, v in zip(part, done)})
+        self.timings["optimization"] += time.perf_counter() - t
+        return vis
+
+    def _attribute(self, units: List[Unit], vis: Dict[str, Visualization], mined: ExampleSet,
+                   position: Dict[str, int], on_unit: Optional[Callable[[str], None]], progress: bool) -> None:
+        """Attribute the top examples of each unit this rank optimized, and record the unit."""
+        device = model_device(module_of(self.forward_func))
+        ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
+        mine = [u for u in units if u.file_name in vis]  # all of them in a single process
+        with dist_lib.all_or_none(self._shared):
+            for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
+                name = unit.file_name
+                t = time.perf_counter()
+                top_images, args = self._top_inputs(mined, unit)
+                with seeded(self.seed + position[name], device):
+                    att = attribute(self.forward_func, self.layer_spec, top_images, unit.selector,
+                                    attribution=self.attribution, additional_forward_args=args,
+                                    **self.attribution_kwargs)
+                self.timings["attribution"] += time.perf_counter() - t
+                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att)
+                if on_unit is not None:
+                    on_unit(name)
+
+    def _top_inputs(self, mined: ExampleSet, unit: Unit) -> Tuple[torch.Tensor, Any]:
+        """The unit's top examples and their extra forward arguments: the dataset items' own
+        (``"additional_forward_args"`` of dict items), else the report's, one row per example."""
+        indices = mined.top(unit.selector).indices.tolist()
+        batch = collate([self.dataset[i] for i in indices])  # each example read once
+        images, per_item = image_of(batch), forward_args_of(batch)
+        if per_item is not None:
+            return images, per_item
+        if self.additional_forward_args is None:
+            return images, None
+        rows = len(images)
+        return images, tuple(a.expand(rows, *a.shape[1:]) if torch.is_tensor(a) and a.dim() and a.shape[0] == 1
+                             else a for a in as_args(self.additional_forward_args))
 
     # -- saving ---------------------------------------------------------------------------------
     def _write_unit(self, out_dir: Path, name: str) -> None:
         t = time.perf_counter()
-        entry = self.units[name]
-        rec = entry["record"]
+        built = self.units[name]
+        rec = built.record
         page = {"u": dict(rec, files=rec["files_layout"])}
-        writer.write_unit(out_dir, name, rec, entry["arrays"], page)
+        writer.write_unit(out_dir, name, rec, built.arrays, page)
         self.timings["writing"] += time.perf_counter() - t
 
     def _write_index(self, out_dir: Path, names: Sequence[str], timings: Optional[Dict[str, float]] = None,
@@ -440,47 +309,33 @@ class NeuronReport:
         says which and why). ``out_dir`` follows :meth:`save`'s rules. In a process group every
         rank calls it alike; rank 0 decides which units are redone."""
         out_dir = Path(out_dir)
-        units = list(units)
-        names = [unit_name(u) for u in units]
+        units = as_units(units)
+        names = [u.file_name for u in units]
         shared = self._shared
         self._claim(out_dir, force)
         fingerprint = self.fingerprint
-        plan: Optional[ResumePlan] = None
+        todo: Optional[ResumePlan] = None
         with dist_lib.all_or_none(shared):
             if dist_lib.rank() == 0 or not shared:
-                plan = self._plan(out_dir, names, fingerprint) if resume else \
-                    ResumePlan([], {n: "not resuming" for n in names})
+                todo = plan(out_dir, names, fingerprint) if resume else redo_all(names)
         if shared:
-            plan = dist_lib.broadcast_object(plan)
-        assert plan is not None
-        self.resumed = plan if resume else None
+            todo = dist_lib.broadcast_object(todo)
+        assert todo is not None
+        self.resumed = todo if resume else None
         written: List[str] = []
 
         def write(name: str) -> None:
             self._write_unit(out_dir, name)
             written.append(name)
 
-        self._build(units, write, [u for u, n in zip(units, names) if n in plan.redo], fingerprint)
+        self._build(units, write, [u for u, n in zip(units, names) if n in todo.redo], fingerprint)
         return self._finish(out_dir, names, written)
-
-    @staticmethod
-    def _plan(out_dir: Path, names: Sequence[str], fingerprint: Dict[str, str]) -> ResumePlan:
-        kept, redo = [], {}
-        for name in dict.fromkeys(names):
-            status = writer.unit_status(out_dir, name, fingerprint)
-            if status.record is not None:
-                kept.append(name)
-            else:
-                redo[name] = status.reason
-        return ResumePlan(kept, redo)
 
     # -- notebooks ------------------------------------------------------------------------------
     def figure(self, unit: Selector) -> "Any":
         """A matplotlib figure of one built unit: optima, facets, snapshots, top examples with
         attribution overlays, and bottom examples."""
-        from .figure import unit_figure
-
         name = unit_name(unit)
         if name not in self.units:
-            raise KeyError(f"unit {describe(unit)} is not built; call report.build([{unit!r}]) first")
+            raise KeyError(f"unit {Unit.parse(unit).title} is not built; call report.build([{unit!r}]) first")
         return unit_figure(self.units[name])

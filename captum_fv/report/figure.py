@@ -1,13 +1,15 @@
 """One unit of a report as a matplotlib figure, for notebooks."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 
+from .records import BuiltUnit
 
-def _rows(entry: Dict[str, Any]) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
-    rec, arr = entry["record"], entry["arrays"]
+
+def _rows(built: BuiltUnit) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
+    rec, arr = built.record, built.arrays
     lay = rec["files_layout"]
     act = rec["activation"]
     optima = [(arr[lay["positive"]], f"positive\n{act['positive']:.3g}")]
@@ -24,10 +26,11 @@ def _rows(entry: Dict[str, Any]) -> List[Tuple[str, List[Tuple[np.ndarray, str]]
             ("bottom examples", bottom)]
 
 
-def unit_figure(entry: Dict[str, Any]) -> Any:
+def unit_figure(built: BuiltUnit) -> Any:
+    """Optima, facets, snapshots, top examples with their attribution overlays, bottom examples."""
     import matplotlib.pyplot as plt
 
-    rows = [(t, r) for t, r in _rows(entry) if r]
+    rows = [(t, r) for t, r in _rows(built) if r]
     cols = max(len(r) for _, r in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.9 * len(rows)), squeeze=False)
     for (title, row), ax_row in zip(rows, axes):
@@ -39,7 +42,7 @@ def unit_figure(entry: Dict[str, Any]) -> Any:
                 ax.set_title(caption, fontsize=7)
         ax_row[0].text(-0.1, 0.5, title, transform=ax_row[0].transAxes, rotation=90,
                        ha="right", va="center", fontsize=8)
-    rec = entry["record"]
+    rec = built.record
     ratio = f"{rec['ratio']:.2f}x" if rec["ratio"] is not None else "n/a"
     fig.suptitle(f"{rec['title']} in {rec['layer']} (ratio to best dataset example: {ratio})", fontsize=10)
     fig.tight_layout()

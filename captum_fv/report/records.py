@@ -1,0 +1,168 @@
+"""One unit of a report as data: its JSON record (every number a page shows) and its images.
+
+The record is what ``unit.json`` and ``report.json`` hold; :class:`BuiltUnit` adds the arrays to
+write as PNGs and the tensors a notebook figure draws.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..heatmap import overlay
+from ..items import image_of
+from ..unit import Selector, Unit
+from ..visualization import Visualization
+from .writer import to_png_array
+
+
+def unit_name(selector: Selector) -> str:
+    """A file-system-safe, sortable name: ``channel_0003``, ``neuron_3_5_5``, ``fn_myselector``."""
+    return Unit.parse(selector).file_name
+
+
+def unit_identity(selector: Selector) -> str:
+    """The unit part of a fingerprint (see :attr:`captum_fv.unit.Unit.identity`)."""
+    return Unit.parse(selector).identity
+
+
+@dataclass
+class BuiltUnit:
+    """A unit once built: its JSON record, its PNG arrays by file name, and the tensors behind them."""
+
+    record: Dict[str, Any]
+    arrays: Dict[str, np.ndarray]
+    visualization: Visualization
+    top_images: torch.Tensor
+    attribution: Any  # captum_fv.attribution.Attribution
+
+
+@dataclass
+class UnitContext:
+    """What every unit record of one report shares."""
+
+    layer: str
+    settings: Dict[str, Any]
+    fingerprint: Dict[str, str]
+    attribution: str
+    dataset: Any
+
+
+def setting(value: Any) -> Any:
+    """A setting as JSON: plain values as they are, tensors by a digest of their contents."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if torch.is_tensor(value):
+        t = value.detach().cpu().contiguous()
+        data = (t.double() if t.is_floating_point() else t).numpy().tobytes()  # bf16: no numpy
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        return f"tensor{tuple(t.shape)} {t.dtype} sha256:{digest}"
+    if isinstance(value, (list, tuple)):
+        return [setting(v) for v in value]
+    return repr(value)
+
+
+def example_name(dataset: Any, index: int) -> str:
+    names = getattr(dataset, "names", None)
+    return str(names[index]) if names is not None else f"example {index}"
+
+
+def _values(t: Optional[torch.Tensor], n: int) -> List[Any]:
+    return t.tolist() if t is not None else [float("nan")] * n
+
+
+def _top_entries(ds: Any, tops: Any, top: torch.Tensor, att: Any) -> List[Dict[str, Any]]:
+    n = len(top)
+    delta = att.delta if att.delta is not None else torch.full((n,), float("nan"))
+    positions = tops.positions if tops.positions is not None else [None] * len(tops)
+    steps = att.n_steps.tolist() if att.n_steps is not None else [None] * n
+    return [
+        {"index": int(i), "name": example_name(ds, int(i)), "activation": float(a),
+         "position": None if pos is None else [int(p) for p in pos],
+         "delta": None if d != d else float(d),  # NaN: the method has no completeness
+         "relative_delta": None if r != r else float(r),
+         "n_steps": s,  # path methods: the steps this example was integrated with
+         "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
+        for j, (i, a, pos, d, r, s) in enumerate(zip(
+            tops.indices, tops.activations, positions, delta.tolist(), _values(att.relative_delta, n), steps))
+    ]
+
+
+def _files_layout(v: Visualization) -> Dict[str, Any]:
+    return {
+        "positive": "positive.png",
+        "facets": [f"facet_{j}.png" for j in range(len(v.facets))],
+        "negative": "negative.png" if v.negative is not None else None,
+        "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
+    }
+
+
+def unit_record(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor,
+                att: Any) -> Dict[str, Any]:
+    """The JSON record of one unit: activations, ratio, examples, attribution checks, files."""
+    ds = ctx.dataset
+    tops, bottoms = mined.top(unit.selector), mined.bottom(unit.selector)
+    best = float(tops.activations[0])
+    rel = att.relative_delta
+    spectrum = [(label, int(i), float(a)) for label, ex in mined.spectrum(unit.selector)
+                if label not in ("top", "bottom") for i, a in zip(ex.indices[:1], ex.activations[:1])]
+    positive = float(v.activation["positive"][0])
+    return {
+        "name": unit.file_name,
+        "title": unit.title,
+        "layer": ctx.layer,
+        "settings": ctx.settings,
+        "fingerprint": dict(ctx.fingerprint, unit=unit.identity),
+        "activation": {
+            "positive": positive,
+            "facets": [float(a) for a in v.activation["facets"]],
+            "negative": float(v.activation["negative"][0]) if v.negative is not None else None,
+        },
+        "dataset_max": best,
+        "dataset_min": float(bottoms.activations[0]),
+        "ratio": positive / best if best > 0 else None,
+        "attribution": {
+            "method": ctx.attribution,
+            "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
+            "mean_rel_delta": None if rel is None else float(rel.mean()),
+            "max_rel_delta": None if rel is None else float(rel.max()),
+        },
+        "top": _top_entries(ds, tops, top, att),
+        "bottom": [
+            {"index": int(i), "name": example_name(ds, int(i)), "activation": float(a), "image": f"bottom_{j}.png"}
+            for j, (i, a) in enumerate(zip(bottoms.indices, bottoms.activations))
+        ],
+        "spectrum": [
+            {"label": label, "index": i, "name": example_name(ds, i), "activation": a, "image": f"spectrum_{j}.png"}
+            for j, (label, i, a) in enumerate(spectrum)
+        ],
+        "files": {},
+        "files_layout": _files_layout(v),
+    }
+
+
+def unit_arrays(record: Dict[str, Any], v: Visualization, top: torch.Tensor, att: Any,
+                dataset: Any) -> Dict[str, np.ndarray]:
+    """Every PNG of the unit's folder, as uint8 arrays by file name."""
+    arrays: Dict[str, np.ndarray] = {"positive.png": to_png_array(v.positive[0])}
+    for j, f in enumerate(v.facets):
+        arrays[f"facet_{j}.png"] = to_png_array(f)
+    if v.negative is not None:
+        arrays["negative.png"] = to_png_array(v.negative[0])
+    for s, img in v.snapshots.items():
+        arrays[f"step_{s:05d}.png"] = to_png_array(img[0])
+    for j, img in enumerate(top):
+        arrays[f"top_{j}.png"] = to_png_array(img)
+        arrays[f"top_{j}_attr.png"] = to_png_array(overlay(img, att.attributions[j]))
+    for e in record["bottom"] + record["spectrum"]:
+        arrays[e["image"]] = to_png_array(image_of(dataset[e["index"]]))
+    return arrays
+
+
+def build_unit(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor,
+               att: Any) -> BuiltUnit:
+    record = unit_record(ctx, unit, v, mined, top, att)
+    return BuiltUnit(record, unit_arrays(record, v, top, att, ctx.dataset), v, top, att)
