@@ -159,7 +159,8 @@ class NeuronReport:
         t = time.perf_counter()
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
             self.dataset, k=self.k, batch_size=self.batch_size, units=[u.selector for u in units],
-            progress=progress, distributed=self._shared, additional_forward_args=self.additional_forward_args,
+            progress=progress, distributed=self._shared,
+            additional_forward_args=None if self._items_have_args() else self.additional_forward_args,
         )
         self.timings["mining"] += time.perf_counter() - t
         return mined
@@ -205,6 +206,15 @@ class NeuronReport:
                 self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att)
                 if on_unit is not None:
                     on_unit(name)
+
+    def _items_have_args(self) -> bool:
+        """Whether dataset items carry their own forward arguments (then they win over the report's,
+        which serve the optimization only)."""
+        try:
+            first = self.dataset[0]
+        except (TypeError, IndexError, KeyError, NotImplementedError):
+            return False
+        return forward_args_of(first) is not None
 
     def _top_inputs(self, mined: ExampleSet, unit: Unit) -> Tuple[torch.Tensor, Any]:
         """The unit's top examples and their extra forward arguments: the dataset items' own
