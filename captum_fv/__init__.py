@@ -9,6 +9,9 @@ optimum maximizes its negation, and penalties are costs you subtract.
 """
 from .version import __version__
 
+# First: progress installs the filter for tqdm.auto's "IProgress not found" warning, which is
+# emitted once, when Captum (imported by the modules below) first imports tqdm.auto.
+from . import progress  # noqa: F401
 from . import data, metrics, models, objectives, param, transforms
 from . import registry
 from .allocator import tune_cpu_allocator
