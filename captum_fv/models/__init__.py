@@ -1,5 +1,5 @@
-"""Models for feature visualization: a hook-friendly EfficientNet-Lite0,
-offline ImageNet labels, and torchvision models that take [0, 1] RGB.
+"""Models for feature visualization: hook-friendly EfficientNet-Lite0 (and Lite1/Lite2 with
+the ``models`` extra), offline ImageNet labels, and torchvision models that take [0, 1] RGB.
 
 Every model returned here takes RGB in [0, 1] (NCHW float) and normalizes
 inside ``forward``, so optimized images live in a fixed, model-independent
@@ -9,7 +9,7 @@ pieces: :mod:`.preprocessing`, :mod:`.weights` (safe loading), :mod:`.labels`.
 """
 from __future__ import annotations
 
-from .efficientnet import EfficientNetLite0, efficientnet_lite0
+from .efficientnet import EfficientNetLite0, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from .labels import imagenet_labels
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessed, with_preprocessing
 from .torchvision import torchvision_model
@@ -18,6 +18,8 @@ __all__ = [
     "EfficientNetLite0",
     "Preprocessed",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "imagenet_labels",
     "torchvision_model",
     "with_preprocessing",

