@@ -136,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="for models whose output is a dict, tuple or ModelOutput: the key or index that "
                         "holds the logits (default: 'logits', or a tuple's first element)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--recipe", default=None, help="render recipe: fourier (default), maco, aligned")
+    r.add_argument("--accentuate", action="store_true",
+                   help="also accentuate each top example (what beside where; ~+25%% time)")
     r.add_argument("--max-batch", type=int, default=64,
                    help="most images optimized at once; units are optimized (and shared among "
                         "torchrun processes) in chunks of max_batch // (2 + facets)")
@@ -169,6 +172,12 @@ def _report(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     units = parse_units(args.units)
+    from .recipe import get_recipe
+
+    try:
+        get_recipe(args.recipe)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     device = _device(args.device)
     if device.type == "cpu":
         tune_cpu_allocator()  # our own process: large batches without page-fault storms
@@ -206,6 +215,7 @@ def _report(args: argparse.Namespace) -> int:
             facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
             attribution_kwargs=attribution_kwargs, model_name=args.model, progress=not args.quiet,
             output=None if args.output is None else int(args.output) if args.output.isdigit() else args.output,
+            recipe=args.recipe, accentuate=args.accentuate,
         )
         index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:

@@ -19,11 +19,12 @@ from .diversity import diversity, gram, similarity
 from .interpolation import alignment, channel_interpolate
 from .matching import inversion, style
 from .penalties import blur, l1, l2, total_variation
+from .prior import feature_prior
 
 __all__ = [
     "Context", "Objective", "as_objective", "objective", "PerSlot",
     "neuron", "channel", "deepdream", "layer", "class_logit", "class_probability",
     "direction", "random_direction", "diversity", "gram", "similarity",
     "channel_interpolate", "alignment", "inversion", "style",
-    "l1", "l2", "total_variation", "blur",
+    "l1", "l2", "total_variation", "blur", "feature_prior",
 ]

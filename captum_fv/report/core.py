@@ -17,6 +17,8 @@ from torch.utils.data import Dataset
 
 from .. import distributed as dist_lib
 from .. import fingerprint as fp_lib
+from .. import recipe as recipe_lib
+from ..accentuation import Accentuation, accentuate
 from ..addressing import LayerLike
 from ..attribution import attribute
 from ..data import sample_images
@@ -71,6 +73,9 @@ class NeuronReport:
         distributed: Optional[bool] = None,
         additional_forward_args: Any = None,
         output: Any = None,
+        recipe: Optional[str] = None,
+        accentuate: bool = False,
+        accentuate_steps: int = 32,
     ):
         if facets < 1 and facets != 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
@@ -90,6 +95,8 @@ class NeuronReport:
         self.distributed = distributed
         self.additional_forward_args = additional_forward_args  # Captum's: the same for every input
         self.output = output  # which entry of a structured model output is "the output"
+        self.recipe = recipe_lib.get_recipe(recipe).name  # unknown names fail here, not mid-run
+        self.accentuate, self.accentuate_steps = accentuate, accentuate_steps
         self.units: Dict[str, BuiltUnit] = {}  # name -> record (JSON-able), PNG arrays, tensors
         self._order: List[str] = []  # unit names in the order they were first asked for
         self._fp: Dict[str, str] = {}  # the fingerprint the units of the last build were made under
@@ -107,6 +114,9 @@ class NeuronReport:
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
             "additional_forward_args": setting(self.additional_forward_args),
             "output": setting(self.output),
+            # only when not the defaults, so reports made before recipes existed still resume
+            **({"recipe": self.recipe} if self.recipe != recipe_lib.DEFAULT else {}),
+            **({"accentuate_steps": self.accentuate_steps} if self.accentuate else {}),
         }
 
     @property
@@ -149,8 +159,10 @@ class NeuronReport:
             return self
         self._fp = fingerprint or self.fingerprint
         progress = self.progress and (not self._shared or dist_lib.rank() == 0)
-        mined = self._mine(todo, progress)
-        vis = self._optimize(units, wanted, progress)
+        needs_examples = recipe_lib.get_recipe(self.recipe).needs_examples
+        # a dataset prior needs the examples of every unit in the chunks optimized, not just todo's
+        mined = self._mine(units if needs_examples else todo, progress)
+        vis = self._optimize(units, wanted, progress, mined if needs_examples else None)
         position = {n: i for i, n in reversed(list(enumerate(names)))}
         self._attribute(todo, vis, mined, position, on_unit, progress)
         return self
@@ -165,8 +177,10 @@ class NeuronReport:
         self.timings["mining"] += time.perf_counter() - t
         return mined
 
-    def _optimize(self, units: List[Unit], wanted: set, progress: bool) -> Dict[str, Visualization]:
-        """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them)."""
+    def _optimize(self, units: List[Unit], wanted: set, progress: bool,
+                  mined: Optional[ExampleSet] = None) -> Dict[str, Visualization]:
+        """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them);
+        ``mined``: the units' examples, for a recipe with a dataset prior."""
         t = time.perf_counter()
         names = [u.file_name for u in units]
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
@@ -181,7 +195,8 @@ class NeuronReport:
                     [u.selector for u in part], size=self.size, steps=self.steps, facets=self.facets,
                     negative=True, seed=self.seed + start, thresholds=thresholds,
                     max_batch=len(part) * (2 + self.facets), progress=progress,
-                    additional_forward_args=self.additional_forward_args,
+                    additional_forward_args=self.additional_forward_args, recipe=self.recipe,
+                    examples=None if mined is None else [self._top_inputs(mined, u)[0] for u in part],
                 )
                 vis.update({u.file_name: v for u, v in zip(part, done)})
         self.timings["optimization"] += time.perf_counter() - t
@@ -193,6 +208,7 @@ class NeuronReport:
         device = model_device(module_of(self.forward_func))
         ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
         mine = [u for u in units if u.file_name in vis]  # all of them in a single process
+        accents = self._accentuate(mine, mined) if self.accentuate and mine else {}
         with dist_lib.all_or_none(self._shared):
             for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
                 name = unit.file_name
@@ -203,9 +219,22 @@ class NeuronReport:
                                     attribution=self.attribution, additional_forward_args=args,
                                     **self.attribution_kwargs)
                 self.timings["attribution"] += time.perf_counter() - t
-                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att)
+                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att, accents.get(name))
                 if on_unit is not None:
                     on_unit(name)
+
+    def _accentuate(self, units: List[Unit], mined: ExampleSet) -> Dict[str, Accentuation]:
+        """Every top example of ``units`` accentuated, in one batch (what beside where)."""
+        t = time.perf_counter()
+        tops = [self._top_inputs(mined, u)[0] for u in units]
+        n = min(len(x) for x in tops)
+        with dist_lib.all_or_none(self._shared):
+            acc = accentuate(self.forward_func, self.layer_spec, [x[:n] for x in tops], [u.selector for u in units],
+                             steps=self.accentuate_steps, seed=self.seed, progress=False,
+                             additional_forward_args=None if self._items_have_args() else self.additional_forward_args)
+        self.timings["accentuation"] = self.timings.get("accentuation", 0.0) + time.perf_counter() - t
+        return {u.file_name: Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer)
+                for i, u in enumerate(units)}
 
     def _items_have_args(self) -> bool:
         """Whether dataset items carry their own forward arguments (then they win over the report's,

@@ -38,6 +38,7 @@ class BuiltUnit:
     visualization: Visualization
     top_images: torch.Tensor
     attribution: Any  # captum_fv.attribution.Attribution
+    accentuation: Any = None  # captum_fv.accentuation.Accentuation of the top examples, when asked for
 
 
 @dataclass
@@ -162,7 +163,20 @@ def unit_arrays(record: Dict[str, Any], v: Visualization, top: torch.Tensor, att
     return arrays
 
 
+def add_accentuation(record: Dict[str, Any], arrays: Dict[str, np.ndarray], acc: Any) -> None:
+    """The top examples' accentuations: a ``top_j_acc.png`` and its values beside each example."""
+    record["accentuation"] = {"reg_layer": acc.reg_layer, "mean_before": float(acc.before.mean()),
+                              "mean_after": float(acc.after.mean())}
+    for j, entry in enumerate(record["top"][: len(acc.images)]):
+        entry.update(accentuated=f"top_{j}_acc.png", accentuated_before=float(acc.before[j]),
+                     accentuated_after=float(acc.after[j]), accentuated_distance=float(acc.distance[j]))
+        arrays[entry["accentuated"]] = to_png_array(acc.images[j])
+
+
 def build_unit(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor,
-               att: Any) -> BuiltUnit:
+               att: Any, accentuation: Any = None) -> BuiltUnit:
     record = unit_record(ctx, unit, v, mined, top, att)
-    return BuiltUnit(record, unit_arrays(record, v, top, att, ctx.dataset), v, top, att)
+    arrays = unit_arrays(record, v, top, att, ctx.dataset)
+    if accentuation is not None:
+        add_accentuation(record, arrays, accentuation)
+    return BuiltUnit(record, arrays, v, top, att, accentuation)

@@ -1,0 +1,257 @@
+"""Recipes: what a render is made of, by name, decided in this one place.
+
+A :class:`Recipe` bundles a parameterization factory, the transforms, the optimizer and its
+learning rate, and whether it needs natural examples of the unit (a dataset prior). Explicit
+``param=``, ``transforms=``, ``optimizer=`` and ``lr=`` given to a render override the recipe's.
+
+* ``"fourier"`` (the default): Fourier 1/f basis with colour decorrelation, the standard
+  transforms, Adam(0.05);
+* ``"maco"`` (Fel et al., NeurIPS 2023): phase-only Fourier with a fixed natural magnitude
+  spectrum, NAdam, multi-crop transforms;
+* ``"aligned"`` (VITAL, Gorgun et al., ICCV 2025): "fourier" plus a cost pulling the image's
+  sorted per-channel activations, at the unit's layer and a few earlier ones, towards those of
+  the unit's top dataset examples (``dataset=`` or ``examples=``).
+
+>>> sorted(fv.recipes())
+['aligned', 'fourier', 'maco']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from . import param as param_lib
+from . import transforms as tf
+from .addressing import OUTPUT, LayerLike, resolve_layer
+from .hooks import Capture, batch_args, forward_args, model_guard
+from .modelinfo import model_device, model_dtype
+from .objectives.base import Objective
+from .objectives.prior import feature_prior, resample_sorted, sorted_reference
+
+Size = Union[int, Sequence[int]]
+OptimizerFactory = Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]
+
+#: The recipe of a render that names none.
+DEFAULT = "fourier"
+#: Weight of the "aligned" prior, in units of the unit layer's typical activation on its examples.
+PRIOR_WEIGHT = 1.0
+
+
+class ParamSpec(NamedTuple):
+    """What a parameterization factory is asked for."""
+
+    size: Size
+    batch: int
+    channels: int
+    seed: int
+    fft: bool = True
+    decorrelate: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to render: ``param(spec)`` builds the image parameterization,
+    ``transforms(side)`` the augmentation for images of that side, ``optimizer(params, lr)``
+    the optimizer; ``needs_examples``: the recipe adds a prior from natural examples, weighted by
+    ``prior_weight``."""
+
+    name: str
+    description: str
+    param: Callable[[ParamSpec], nn.Module]
+    transforms: Callable[[int], Callable]
+    optimizer: Callable[[Sequence[torch.Tensor], float], torch.optim.Optimizer]
+    lr: float
+    needs_examples: bool = False
+    prior_weight: float = 0.0
+
+
+def _fourier_param(spec: ParamSpec) -> nn.Module:
+    return param_lib.image(spec.size, batch=spec.batch, channels=spec.channels, fft=spec.fft,
+                           decorrelate=spec.decorrelate, seed=spec.seed)
+
+
+def _maco_param(spec: ParamSpec) -> nn.Module:
+    return param_lib.maco(spec.size, batch=spec.batch, seed=spec.seed)
+
+
+def _maco_transforms(side: int) -> Callable:
+    return tf.crops(side)
+
+
+def _adam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _nadam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.NAdam(params, lr=lr)
+
+
+_RECIPES: Dict[str, Recipe] = {r.name: r for r in (
+    Recipe("fourier", "Fourier 1/f basis, colour decorrelation, jitter/scale/rotate, Adam(0.05) (the default)",
+           _fourier_param, tf.standard, _adam, 0.05),
+    Recipe("maco", "MaCo: phase-only Fourier with a fixed natural magnitude spectrum, multi-crop, NAdam(1.0)",
+           _maco_param, _maco_transforms, _nadam, 1.0),
+    Recipe("aligned", "fourier plus a prior matching sorted activations to the unit's top dataset examples "
+           "(needs dataset= or examples=)", _fourier_param, tf.standard, _adam, 0.05,
+           needs_examples=True, prior_weight=PRIOR_WEIGHT),
+)}
+
+
+def recipes() -> Dict[str, str]:
+    """The recipes by name, each with a one-line description."""
+    return {name: r.description for name, r in _RECIPES.items()}
+
+
+def get_recipe(name: Union[None, str, Recipe]) -> Recipe:
+    """The recipe called ``name`` (None: the default, ``"fourier"``); a Recipe is returned as is."""
+    if isinstance(name, Recipe):
+        return name
+    key = DEFAULT if name is None else name
+    if key not in _RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; the recipes are: {', '.join(_RECIPES)}")
+    return _RECIPES[key]
+
+
+@dataclass
+class Setup:
+    """A render's ingredients once the recipe and the explicit overrides are merged."""
+
+    recipe: Recipe
+    param: nn.Module
+    transform: Callable
+    optimizer: OptimizerFactory
+
+
+def make_transform(transforms: Any, recipe: Recipe, side: int) -> Callable:
+    """The transform: the recipe's (None), a callable as is, a sequence composed (``[]``: none)."""
+    if transforms is None:
+        return recipe.transforms(side)
+    if callable(transforms):
+        return transforms
+    return tf.compose(*transforms)
+
+
+def setup(recipe: Union[None, str, Recipe], spec: ParamSpec, param: Optional[nn.Module] = None,
+          transforms: Any = None, optimizer: Optional[OptimizerFactory] = None,
+          lr: Optional[float] = None) -> Setup:
+    """The parameterization, transform and optimizer factory a render uses: each explicit one,
+    else the recipe's (an explicit ``lr`` applies to the recipe's optimizer)."""
+    r = get_recipe(recipe)
+    p = param if param is not None else r.param(spec)
+    rate = r.lr if lr is None else lr
+    opt = optimizer or (lambda ps: r.optimizer(ps, rate))
+    with torch.no_grad():
+        side = max(p().shape[-2:])
+    return Setup(r, p, make_transform(transforms, r, side), opt)
+
+
+# -- the "aligned" prior --------------------------------------------------------------------------
+
+
+def prior_layers(module: Optional[nn.Module], layer: str, earlier: int = 2) -> List[str]:
+    """The layers an "aligned" prior matches: ``earlier`` blocks before ``layer``, spread evenly
+    in the numbered container (``nn.Sequential`` / ``nn.ModuleList``) that holds it, then
+    ``layer`` itself. For the model output: blocks spread over the model's longest container."""
+    if module is None:
+        return [layer]
+    mods = dict(module.named_modules())
+    parts = layer.split(".") if layer != OUTPUT else []
+    for i, part in enumerate(parts):
+        if part.isdigit() and isinstance(mods.get(".".join(parts[:i])), (nn.Sequential, nn.ModuleList)):
+            prefix = ".".join(parts[:i] + [""])
+            index = int(part)
+            picks = sorted({round(index * (j + 1) / (earlier + 1)) for j in range(earlier)} - {index})
+            return [f"{prefix}{j}" for j in picks] + [layer]
+    if layer == OUTPUT:
+        seqs = [(len(m), n) for n, m in mods.items() if n and isinstance(m, (nn.Sequential, nn.ModuleList))]
+        if seqs:
+            n_children, name = max(seqs)
+            picks = sorted({round((n_children - 1) * (j + 1) / (earlier + 1)) for j in range(earlier + 1)})
+            return [f"{name}.{j}" for j in picks]
+    return [layer]
+
+
+def reference_activations(module: Optional[nn.Module], forward_func: Callable, layers: Sequence[LayerLike],
+                          images: torch.Tensor, additional_forward_args: Any = None,
+                          batch_size: int = 32) -> Dict[str, torch.Tensor]:
+    """Each layer's activation on ``images`` (no gradient), by layer key."""
+    refs = [resolve_layer(module, layer) for layer in layers]
+    device = model_device(module) if module is not None else images.device
+    dtype = model_dtype(module) if module is not None else images.dtype
+    args, n = forward_args(additional_forward_args), images.shape[0]
+    out: Dict[str, List[torch.Tensor]] = {r.key: [] for r in refs}
+    with model_guard(module), Capture(module, forward_func, refs) as run, torch.no_grad():
+        for i in range(0, n, batch_size):
+            acts = run(images[i : i + batch_size].to(device, dtype), batch_args(args, n, i, min(i + batch_size, n)))
+            for r in refs:
+                out[r.key].append(acts[r.key].float())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+SlotExamples = Union[torch.Tensor, Sequence[Optional[torch.Tensor]]]
+
+
+class PriorPlan(NamedTuple):
+    """Which slots the prior covers and each slot's reference images."""
+
+    slots: Optional[List[int]]  # None: every slot shares ``images[0]``
+    images: List[torch.Tensor]
+
+
+def plan_prior(examples: SlotExamples) -> PriorPlan:
+    """A tensor (N, C, H, W) serves every slot; a sequence gives each slot its own examples
+    (None or empty: no prior for that slot)."""
+    if torch.is_tensor(examples):
+        return PriorPlan(None, [examples])
+    chosen = [(s, e) for s, e in enumerate(examples) if e is not None and len(e)]
+    return PriorPlan([s for s, _ in chosen], [e for _, e in chosen])
+
+
+def _stack_references(refs: List[torch.Tensor]) -> torch.Tensor:
+    m = min(r.shape[-1] for r in refs)  # one count for all slots: resample the longer ones
+    return torch.stack([resample_sorted(r, m) for r in refs])
+
+
+def aligned_prior(module: Optional[nn.Module], forward_func: Callable, layer: LayerLike, examples: SlotExamples,
+                  weight: float = PRIOR_WEIGHT, layers: Optional[Sequence[str]] = None,
+                  additional_forward_args: Any = None) -> Optional[Objective]:
+    """The "aligned" cost for a render of a unit of ``layer`` (to subtract): the sorted-matching
+    distance at ``layers`` (default :func:`prior_layers`) to the references computed once from
+    ``examples``, summed over layers and scaled by ``weight`` times the unit layer's activation
+    spread on them. None when no slot has examples."""
+    plan = plan_prior(examples)
+    if not plan.images:
+        return None
+    key = resolve_layer(module, layer).key
+    names = list(layers) if layers is not None else prior_layers(module, key)
+    per_slot = [reference_activations(module, forward_func, names, imgs, additional_forward_args)
+                for imgs in plan.images]
+    unit_key = key if key in per_slot[0] else resolve_layer(module, names[-1]).key
+    scale = float(torch.stack([acts[unit_key].std() for acts in per_slot]).mean())
+    terms: List[Objective] = []
+    for name in names:
+        k = resolve_layer(module, name).key
+        refs = [sorted_reference(acts[k]) for acts in per_slot]
+        ref = refs[0] if plan.slots is None else _stack_references(refs)
+        terms.append(feature_prior(name if name != OUTPUT else None, ref, batch=plan.slots))
+    return (weight * scale / len(terms)) * sum(terms[1:], terms[0])
+
+
+def with_prior(obj: Objective, recipe: Recipe, module: Optional[nn.Module], forward_func: Callable,
+               examples: Optional[SlotExamples], additional_forward_args: Any = None,
+               layer: Optional[LayerLike] = None) -> Objective:
+    """``obj`` minus the recipe's prior when it has one; the unit's layer defaults to the
+    objective's first. A recipe that needs examples without any is an error."""
+    if not recipe.needs_examples:
+        return obj
+    if examples is None:
+        raise ValueError(f"the recipe {recipe.name!r} needs natural examples of the unit: pass "
+                         "dataset= (NeuronVisualization.visualize, NeuronReport) or examples= (render)")
+    target = layer if layer is not None else (obj.layers[0] if obj.layers else None)
+    prior = aligned_prior(module, forward_func, target, examples, recipe.prior_weight,
+                          additional_forward_args=additional_forward_args)
+    return obj if prior is None else obj - prior
+
