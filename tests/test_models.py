@@ -23,11 +23,13 @@ from captum_fv.models import (
     torchvision_model,
     with_preprocessing,
 )
-from captum_fv.models.efficientnet import _Conv2dSame, _lite0_weights_path, _same_pad
 from captum_fv.models.efficientnet import (
     LITE1,
     LITE2,
     EfficientNetLite,
+    _Conv2dSame,
+    _lite0_weights_path,
+    _same_pad,
     efficientnet_lite1,
     efficientnet_lite2,
 )

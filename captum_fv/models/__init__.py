@@ -9,7 +9,12 @@ pieces: :mod:`.preprocessing`, :mod:`.weights` (safe loading), :mod:`.labels`.
 """
 from __future__ import annotations
 
-from .efficientnet import EfficientNetLite0, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
+from .efficientnet import (
+    EfficientNetLite0,
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
+)
 from .labels import imagenet_labels
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessed, with_preprocessing
 from .torchvision import torchvision_model

@@ -305,7 +305,7 @@ def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple
     last = len(stages) - 1
     out = []
     for i, st in enumerate(stages):
-        repeats = st.repeats if i in (0, last) else int(math.ceil(depth * st.repeats))
+        repeats = st.repeats if i in (0, last) else math.ceil(depth * st.repeats)
         in_channels = st.in_channels if i == 0 else round_channels(st.in_channels, width)
         out.append(st._replace(repeats=repeats, in_channels=in_channels,
                                out_channels=round_channels(st.out_channels, width)))
