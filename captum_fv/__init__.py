@@ -16,6 +16,7 @@ from . import data, metrics, models, objectives, param, transforms
 from . import registry
 from .allocator import tune_cpu_allocator
 from .attribution import Attribution, attribute
+from .display import show_images
 from .heatmap import overlay
 from .hooks import model_guard
 from .addressing import resolve_layer
@@ -23,6 +24,8 @@ from .inspection import LayerInfo, layers
 from .mining import DatasetExamples, Examples, ExampleSet
 from .objectives import Objective
 from .render import NonFiniteObjectiveError, RenderResult, render
+from .recipe import Recipe, recipes
+from .accentuation import Accentuation, accentuate
 from .unit import ChannelSelector, Unit, as_units, channel
 from .visualization import NeuronVisualization, Visualization, activations
 from .report import NeuronReport
@@ -31,9 +34,10 @@ from .registry import register_attribution, register_objective
 __all__ = [
     "data", "metrics", "models", "objectives", "param", "transforms",
     "layers", "resolve_layer", "LayerInfo", "model_guard",
-    "Objective", "render", "RenderResult", "NonFiniteObjectiveError",
+    "Objective", "render", "RenderResult", "NonFiniteObjectiveError", "recipes", "Recipe",
+    "accentuate", "Accentuation",
     "channel", "ChannelSelector", "Unit", "as_units", "NeuronVisualization", "Visualization", "activations",
     "registry", "register_objective", "register_attribution",
     "DatasetExamples", "ExampleSet", "Examples", "attribute", "Attribution", "overlay",
-    "NeuronReport", "tune_cpu_allocator",
+    "NeuronReport", "tune_cpu_allocator", "show_images",
 ]

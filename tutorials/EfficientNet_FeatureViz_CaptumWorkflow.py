@@ -51,21 +51,7 @@ from captum_fv.report import NeuronReport
 fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
 
 
-def show(images, titles=None, ncols=None, scale=2.2, suptitle=None):
-    """Draw images (N, 3, H, W) in [0, 1] in a grid, each with its title."""
-    images = list(images)
-    ncols = ncols or len(images)
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles or [""] * len(images)):
-        ax.imshow(img.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
-        ax.set_title(title, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    plt.show()
+show = fv.show_images  # a grid of images with titles
 
 
 # %% [markdown]

@@ -41,21 +41,7 @@ model = fv.models.efficientnet_lite0()   # eval mode, ImageNet weights, takes RG
 labels = fv.models.imagenet_labels()
 
 
-def show(images, titles=None, ncols=None, scale=2.2, suptitle=None):
-    """Draw images (N, 3, H, W) in [0, 1] in a grid, each with its title."""
-    images = list(images)
-    ncols = ncols or len(images)
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, title in zip(axes.flat, images, titles or [""] * len(images)):
-        ax.imshow(img.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
-        ax.set_title(title, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    plt.show()
+show = fv.show_images  # a grid of images with titles
 
 
 # %% [markdown]
