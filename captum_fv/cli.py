@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--recipe", default=None, help="render recipe: fourier (default), maco, aligned")
     r.add_argument("--accentuate", action="store_true",
-                   help="also accentuate each top example (what beside where; ~+25%% time)")
+                   help="also accentuate each top example (what beside where; opt-in, adds time)")
     r.add_argument("--max-batch", type=int, default=64,
                    help="most images optimized at once; units are optimized (and shared among "
                         "torchrun processes) in chunks of max_batch // (2 + facets)")

@@ -77,8 +77,12 @@ def _maco_param(spec: ParamSpec) -> nn.Module:
     return param_lib.maco(spec.size, batch=spec.batch, seed=spec.seed)
 
 
+#: Crops per slot and step for "maco", all in one forward (the paper uses more; this is a CPU budget).
+MACO_CROPS = 8
+
+
 def _maco_transforms(side: int) -> Callable:
-    return tf.crops(side)
+    return tf.crops(MACO_CROPS, noise=0.05)  # resized back to the image's own side
 
 
 def _adam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:

@@ -129,3 +129,13 @@ def test_report_recipe_is_a_setting_and_aligned_runs(tmp_path, tiny):
     assert rep.settings["recipe"] == "aligned"
     rep.run([0, 1], tmp_path / "r")
     assert (tmp_path / "r" / "units" / "channel_0001" / "positive.png").exists()
+
+
+def test_maco_recipe_uses_the_phase_param_crops_and_nadam(tiny):
+    made = recipe_lib.setup("maco", recipe_lib.ParamSpec(32, 2, 3, 0))
+    x = made.param()
+    assert x.shape == (2, 3, 32, 32)
+    assert made.transform(x, torch.Generator().manual_seed(0)).shape[0] == 2 * recipe_lib.MACO_CROPS
+    assert isinstance(made.optimizer(list(made.param.parameters())), torch.optim.NAdam)
+    r = fv.render(tiny, "conv2:1", recipe="maco", steps=4, size=32, progress=False)
+    assert r.images.shape == (1, 3, 32, 32) and torch.isfinite(r.values).all()

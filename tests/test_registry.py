@@ -13,7 +13,7 @@ from captum_fv.render import render
 
 OBJECTIVES = ["channel", "neuron", "deepdream", "class_logit", "class_probability", "direction",
               "random_direction", "diversity", "channel_interpolate", "alignment", "inversion",
-              "style", "l1", "l2", "total_variation", "blur"]
+              "style", "l1", "l2", "total_variation", "blur", "feature_prior"]
 ATTRIBUTIONS = ["integrated_gradients", "gradient", "gradient_shap", "deeplift", "deeplift_shap",
                 "guided_backprop", "deconvolution", "conductance", "feature_ablation"]
 
