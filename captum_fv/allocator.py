@@ -8,7 +8,7 @@ kept in the heap (``benchmarks/bench_render.py allocator``). PyTorch leaves the 
 captum-fv's command line tunes it for its own process, and a Python session opts in with one call.
 
 >>> import captum_fv as fv
->>> fv.tune_cpu_allocator()   # once, before heavy CPU work; True where it applied
+>>> applied = fv.tune_cpu_allocator()  # once, before heavy CPU work; True where it applied
 """
 from __future__ import annotations
 

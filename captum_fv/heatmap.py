@@ -55,8 +55,9 @@ def overlay(image: torch.Tensor, attribution: torch.Tensor, alpha: float = 0.5,
     ``sign``: 'absolute_value' (Blues), 'positive' (Greens), 'negative' (Reds) or 'all'
     (red-white-green). Returns RGB (3, H, W) (or (N, 3, H, W)) in [0, 1].
 
+    >>> a = fv.attribute(model, "_blocks.8", images, 12)
     >>> rgb = overlay(images[0], a.attributions[0], sign="positive")
-    >>> rgb.permute(1, 2, 0).numpy()  # for plt.imshow
+    >>> hwc = rgb.permute(1, 2, 0).numpy()  # for plt.imshow
     """
     if image.dim() == 4:
         pairs = zip(image, attribution)
@@ -72,3 +73,33 @@ def overlay(image: torch.Tensor, attribution: torch.Tensor, alpha: float = 0.5,
     lo, hi = grey.min(), grey.max()
     grey = (grey - lo) / (hi - lo) if hi > lo else torch.zeros_like(grey)  # imshow's autoscale
     return ((1 - alpha) * grey[None].expand(3, -1, -1) + alpha * heat).clamp(0, 1)
+
+
+def checkerboard(height: int, width: int, square: int = 8) -> torch.Tensor:
+    """A light grey checkerboard (3, H, W), the usual backdrop that shows transparency."""
+    y = torch.arange(height)[:, None] // square
+    x = torch.arange(width)[None, :] // square
+    return (0.8 + 0.15 * ((x + y) % 2)).float().expand(3, height, width).clone()
+
+
+def transparent(image: torch.Tensor, alpha: torch.Tensor, background: str = "checkerboard",
+                square: int = 8) -> torch.Tensor:
+    """An image drawn with per-pixel opacity ``alpha`` in [0, 1] (MaCo's transparency map,
+    ``render(..., transparency=True).transparency``) over a ``"checkerboard"`` or ``"white"``.
+
+    ``image`` (C, H, W) or (N, C, H, W) in [0, 1]; ``alpha`` (1, H, W)/(H, W), or batched.
+    Returns RGB of the same layout.
+
+    >>> r = fv.render(model, "_blocks.8:12", transparency=True)
+    >>> rgb = transparent(r.images, r.transparency)  # (1, 3, 128, 128)
+    """
+    if image.dim() == 4:
+        return torch.stack([transparent(i, a, background, square) for i, a in zip(image, alpha)])
+    if background not in ("checkerboard", "white"):
+        raise ValueError(f"background must be 'checkerboard' or 'white', got {background!r}")
+    img = image.detach().float().cpu()
+    img = img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]
+    a = alpha.detach().float().cpu().reshape(1, *img.shape[-2:]).clamp(0, 1)
+    h, w = img.shape[-2:]
+    back = checkerboard(h, w, square) if background == "checkerboard" else torch.ones(3, h, w)
+    return a * img + (1 - a) * back

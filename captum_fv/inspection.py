@@ -41,7 +41,7 @@ def layers(
     """Every named module with its output shape, in the order they run (one dry forward).
 
     >>> fv.layers(model)[:2]
-    [LayerInfo(name='_conv_stem', type='Conv2d', shape=(32, 112, 112), calls=1), ...]
+    [LayerInfo(name='_conv_stem', type='_Conv2dSame', shape=(32, 112, 112), calls=1), ...]
     """
     h, w = _size_hw(input_size)
     c = channels or infer_in_channels(model)

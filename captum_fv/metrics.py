@@ -11,7 +11,8 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float = 0.5) -> torch.Te
     ``1 - pi * cutoff**2 / 4`` (the share of the frequency square outside the cutoff circle).
     Adversarial-looking noise scores high; natural images and good visualizations score low.
 
-    >>> high_frequency_energy(torch.rand(2, 3, 64, 64))  # ~0.8 for white noise
+    >>> high_frequency_energy(torch.rand(2, 3, 64, 64))  # white noise scores about 0.8
+    tensor([0.8..., 0.7...])
     """
     x = images.float()
     x = x - x.mean(dim=(-2, -1), keepdim=True)

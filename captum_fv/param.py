@@ -10,11 +10,16 @@ are the preconditioning that lets the optimizer find features instead of high-fr
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .data import sample_images
 
 Size = Union[int, Tuple[int, int], Sequence[int]]
 
@@ -174,7 +179,7 @@ def image(
     photo); ``shared``: add a component common to all slots (smooth interpolations); ``seed``:
     initial noise, from a local generator.
 
-    >>> p = param.image(128, batch=4)
+    >>> p = fv.param.image(128, batch=4)
     >>> p().shape
     torch.Size([4, 3, 128, 128])
     """
@@ -190,4 +195,196 @@ def image(
     p = ImageParam(make(batch), channels, decorrelate, make(1) if shared else None)
     if init is not None:
         p.assign(init)
+    return p.to(device) if device is not None else p
+
+
+# --------------------------------------------------------------------------- MaCo (phase only)
+
+#: The shipped default magnitude spectrum: the bundled photos at 256 px, decorrelated colour.
+DEFAULT_MAGNITUDE_FILE = Path(__file__).parent / "spectra" / "photos_256.pt"
+MAGNITUDE_REFERENCE_SIZE = 256
+
+
+def _hermitian_columns(h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For an rfft2 half-spectrum of an (h, w) image: a (1, w//2+1) mask of the columns that must
+    be Hermitian along y on their own (0, and w/2 when w is even), and the row index of -fy."""
+    cols = torch.zeros(1, w // 2 + 1, dtype=torch.bool)
+    cols[0, 0] = True
+    if w % 2 == 0:
+        cols[0, -1] = True
+    return cols, (-torch.arange(h)) % h
+
+
+class PhaseBasis(nn.Module):
+    """A real-FFT spectrum with a FIXED magnitude and a free phase (MaCo, Fel et al. 2023),
+    standardized per slot.
+
+    Only the phase is a parameter: an image's energy at each frequency stays the natural one,
+    so the optimizer can move structure around but cannot add high-frequency noise.
+    """
+
+    def __init__(self, shape: Tuple[int, int, int, int], magnitude: torch.Tensor, generator: torch.Generator):
+        super().__init__()
+        b, c, h, w = shape
+        self.hw = (h, w)
+        cols, neg = _hermitian_columns(h, w)
+        mag = magnitude.float().clone()
+        # In the self-Hermitian columns X(-fy) = conj(X(fy)): a symmetric magnitude and (below)
+        # an antisymmetric phase make the spectrum one of a real image, so rfft2(irfft2(X)) == X
+        # and the image's spectrum is exactly the fixed one (up to the standardization).
+        mag = torch.where(cols, (mag + mag[:, neg]) / 2, mag)
+        mag[:, 0, 0] = 0  # no DC: the mean is the standardization's (grey), not a phase's
+        self.register_buffer("magnitude", mag, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+        self.register_buffer("neg", neg, persistent=False)
+        # Uniform phases give a stationary natural-noise start; Gaussian ones around 0 would add
+        # a coherent bright peak at the origin pixel.
+        self.phase = nn.Parameter((torch.rand(b, c, h, w // 2 + 1, generator=generator) * 2 - 1) * math.pi)
+
+    def _phase(self) -> torch.Tensor:
+        return torch.where(self.cols, (self.phase - self.phase[:, :, self.neg]) / 2, self.phase)
+
+    def forward(self) -> torch.Tensor:
+        z = torch.fft.irfft2(torch.polar(self.magnitude.expand_as(self.phase), self._phase()), s=self.hw, norm="ortho")
+        z = z - z.mean(dim=(1, 2, 3), keepdim=True)
+        # One scale per slot (not per channel) keeps the channels' relative energy, so the
+        # spectrum stays proportional to the fixed magnitude.
+        return z / (z.std(dim=(1, 2, 3), keepdim=True) + 1e-4)
+
+    @torch.no_grad()
+    def assign(self, z: torch.Tensor) -> None:
+        """Keep the magnitude, take the phase of ``z`` (a blur, which changes no phase, is a no-op)."""
+        self.phase.copy_(torch.angle(torch.fft.rfft2(z, norm="ortho")))
+
+
+def _spectrum_grid(h: int, w: int, edge: float) -> torch.Tensor:
+    """grid_sample coordinates of an (h, w) image's rfft2 frequencies on a reference spectrum
+    whose rows run over fy in [-edge, edge] and whose columns run over fx in [0, 0.5]."""
+    fy = torch.fft.fftfreq(h)[:, None].expand(h, w // 2 + 1)
+    fx = torch.fft.rfftfreq(w)[None, :].expand(h, w // 2 + 1)
+    return torch.stack([fx * 4 - 1, (fy / edge).clamp(-1, 1)], dim=-1)[None]
+
+
+def resize_magnitude(magnitude: torch.Tensor, size: Size) -> torch.Tensor:
+    """A magnitude spectrum (C, H0, W0//2+1) resampled at the frequencies of another size.
+
+    Interpolates the log-magnitude (power laws are near-linear there) as a function of
+    frequency in cycles per pixel, which natural images' scale invariance makes size-free.
+    The reference width is taken to be even (its last column at fx = 0.5).
+    """
+    h, w = _hw(size)
+    h0 = magnitude.shape[-2]
+    ref = torch.fft.fftshift(magnitude.float().clamp(min=1e-8).log(), dim=-2)
+    if h0 % 2 == 0:  # rows from -0.5; +0.5 is -0.5 again (periodic), so append it
+        ref, edge = torch.cat([ref, ref[:, :1]], dim=-2), 0.5
+    else:
+        edge = (h0 - 1) / (2 * h0)
+    out = F.grid_sample(ref[None], _spectrum_grid(h, w, edge), mode="bilinear",
+                        padding_mode="border", align_corners=True)
+    return out[0].exp()
+
+
+def periodic_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """rfft2 (ortho) of the periodic component of images (..., H, W) (Moisan 2011).
+
+    The FFT treats an image as periodic, so the jump between opposite borders adds a bright
+    cross along fx = 0 and fy = 0 to its spectrum; a MaCo image with that magnitude shows
+    horizontal and vertical streaks. The periodic component is the image minus the smooth
+    image whose Laplacian is that border jump.
+    """
+    h, w = x.shape[-2:]
+    v = torch.zeros_like(x)
+    v[..., 0, :] += x[..., -1, :] - x[..., 0, :]
+    v[..., -1, :] -= x[..., -1, :] - x[..., 0, :]
+    v[..., :, 0] += x[..., :, -1] - x[..., :, 0]
+    v[..., :, -1] -= x[..., :, -1] - x[..., :, 0]
+    fy = torch.fft.fftfreq(h, dtype=x.dtype)[:, None]
+    fx = torch.fft.rfftfreq(w, dtype=x.dtype)[None, :]
+    denom = 2 * torch.cos(2 * math.pi * fy) + 2 * torch.cos(2 * math.pi * fx) - 4
+    denom[0, 0] = 1.0
+    smooth = torch.fft.rfft2(v, norm="ortho") / denom
+    smooth[..., 0, 0] = 0
+    return torch.fft.rfft2(x, norm="ortho") - smooth
+
+
+def _images_of(dataset: Iterable[Any]) -> Iterator[torch.Tensor]:
+    for item in dataset:
+        yield item[0] if isinstance(item, (tuple, list)) else item
+
+
+def magnitude_spectrum(dataset: Iterable[Any], size: Optional[Size] = MAGNITUDE_REFERENCE_SIZE,
+                       decorrelate: bool = True, periodic: bool = True) -> torch.Tensor:
+    """The average magnitude spectrum (C, H, W//2+1) of a dataset's images, per colour channel.
+
+    ``dataset`` yields images (C, H, W) in [0, 1] or ``(image, label)``; each is resized to
+    ``size`` (None: as it is); ``decorrelate``: in the decorrelated colour coordinates that
+    :func:`maco` optimizes in (3 channels only), so its images get RGB's natural correlations;
+    ``periodic``: of each image's periodic component (:func:`periodic_spectrum`), without the
+    border cross (False: the plain ``|rfft2(image)|``).
+
+    >>> mag = param.magnitude_spectrum(fv.data.sample_images(size=128, crops=8), size=128)
+    """
+    total, n = None, 0
+    inv = torch.linalg.inv(color_correlation())
+    for img in _images_of(dataset):
+        x = img.float()[None] if img.dim() == 3 else img.float()
+        if size is not None and tuple(x.shape[-2:]) != _hw(size):
+            x = F.interpolate(x, size=_hw(size), mode="bilinear", align_corners=False, antialias=True)
+        if decorrelate and x.shape[1] == 3:
+            x = torch.einsum("ij,bjhw->bihw", inv, x)
+        mag = (periodic_spectrum(x) if periodic else torch.fft.rfft2(x, norm="ortho")).abs().sum(0)
+        total, n = (mag if total is None else total + mag), n + x.shape[0]
+    if total is None:
+        raise ValueError("the dataset has no images to compute a magnitude spectrum from")
+    return total / n
+
+
+def write_default_magnitude(path: Union[str, Path] = DEFAULT_MAGNITUDE_FILE, crops: int = 32) -> torch.Tensor:
+    """Recompute the shipped default spectrum from the bundled photos (``crops`` seeded random
+    crops of each, at 256 px) and save it to ``path`` (float16, ~200 kB).
+
+    Regenerate with ``python -c "import captum_fv as fv; fv.param.write_default_magnitude()"``.
+    """
+    mag = magnitude_spectrum(sample_images(size=MAGNITUDE_REFERENCE_SIZE, crops=crops, seed=0))
+    torch.save(mag.half(), path)
+    default_magnitude.cache_clear()
+    return mag
+
+
+@functools.lru_cache(maxsize=None)
+def default_magnitude() -> torch.Tensor:
+    """The shipped spectrum of the bundled photos (3, 256, 129), decorrelated colour."""
+    return torch.load(DEFAULT_MAGNITUDE_FILE, weights_only=True).float()
+
+
+def maco(
+    size: Size,
+    batch: int = 1,
+    magnitude: Optional[torch.Tensor] = None,
+    seed: int = 0,
+    decorrelate: bool = True,
+    device: Union[str, torch.device, None] = None,
+) -> ImageParam:
+    """MaCo images: a fixed magnitude spectrum, a free phase (per slot), standardized, colour
+    recorrelated, then a sigmoid into [0, 1].
+
+    ``magnitude`` (C, h, w//2+1) at any size (default: the bundled photos' spectrum, computed
+    by :func:`magnitude_spectrum` with the same ``decorrelate``); resampled to ``size``.
+    The sigmoid, not clipping (the paper allows either): the standardized image is mostly in
+    its near-linear range, so the spectrum is barely bent, and no pixel loses its gradient.
+
+    >>> p = param.maco(128, batch=4)
+    >>> p().shape
+    torch.Size([4, 3, 128, 128])
+    """
+    h, w = _hw(size)
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    mag = default_magnitude() if magnitude is None else magnitude
+    if mag.dim() != 3:
+        raise ValueError(f"magnitude must be (C, H, W//2+1), got shape {tuple(mag.shape)}")
+    if tuple(mag.shape[-2:]) != (h, w // 2 + 1):
+        mag = resize_magnitude(mag, (h, w))
+    g = torch.Generator().manual_seed(seed)
+    p = ImageParam(PhaseBasis((batch, mag.shape[0], h, w), mag, g), mag.shape[0], decorrelate)
     return p.to(device) if device is not None else p

@@ -3,11 +3,17 @@
 A user's own objective or attribution registers in one line and is then used by name through
 the same calls as the built-ins.
 
->>> register_objective("sparse_channel", lambda layer, c: channel(layer, c) - 0.1 * l1())
+>>> register_objective("sparse_channel", lambda layer, c: obj.channel(layer, c) - 0.1 * obj.l1())
+<function <lambda> at 0x...>
 >>> get_objective("sparse_channel")("_blocks.8", 3)
+XXX
 >>> register_attribution("my_ig", captum.attr.NeuronIntegratedGradients)
->>> attribute(model, "_blocks.8", images, 3, attribution="my_ig")
+NeuronMethod(NeuronIntegratedGradients)
+>>> a = fv.attribute(model, "_blocks.8", images, 3, attribution="my_ig")
+>>> a.attributions.shape
+XXX
 >>> print(catalog())
+XXX
 
 A leaf: it imports no other captum_fv module. The built-ins register themselves where they are
 defined (objectives through ``captum_fv.objectives.objective``, attribution methods in
@@ -44,7 +50,8 @@ def register_objective(name: str, factory: Optional[Callable[..., Any]] = None, 
                        overwrite: bool = False) -> Any:
     """Register ``factory(*args) -> Objective`` under ``name``; without ``factory``, a decorator.
 
-    >>> register_objective("bright", lambda: objectives.l2(0.0) * -1)
+    >>> register_objective("bright", lambda: obj.l2(0.0))  # maximized: far from black
+    <function <lambda> at 0x...>
     """
     if factory is None:
         return lambda f: register_objective(name, f, overwrite=overwrite)
@@ -70,6 +77,7 @@ def register_attribution(name: str, method: Any, *, overwrite: bool = False) -> 
     layer_shape)`` to reject selectors early. Returns what was stored.
 
     >>> register_attribution("ig", captum.attr.NeuronIntegratedGradients)
+    NeuronMethod(NeuronIntegratedGradients)
     """
     _check_name(name, _ATTRIBUTIONS, "attribution", overwrite)
     if inspect.isclass(method) and hasattr(method, "attribute"):

@@ -7,6 +7,7 @@ reproduces exactly on CPU and never touches the global RNG; the model is left as
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -14,12 +15,13 @@ import torch
 from torch import nn
 from .progress import progress_bar
 
-from . import param as param_lib
+from . import recipe as recipe_lib
 from . import transforms as tf
 from .hooks import Capture, batch_args, forward_args, model_guard
 from .addressing import LayerRef, resolve_layer
 from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from .objectives.base import Context, Objective, as_objective, layer_id as _layer_id
+from .rescue import Rescue, RescueConfig, depends_on_input, redirected
 
 #: Steps at which :func:`render` keeps a copy of the images unless told otherwise.
 DEFAULT_THRESHOLDS = (0, 4, 48)
@@ -51,6 +53,8 @@ class RenderResult:
     objective: Objective
     seed: int = 0
     param: Optional[nn.Module] = field(default=None, repr=False)
+    dead_slots: List[int] = field(default_factory=list)  # no gradient even after rescue
+    transparency: Optional[torch.Tensor] = None  # (B, 1, H, W) in [0, 1] with transparency=True
 
 
 def resolve_objective_layers(
@@ -59,14 +63,6 @@ def resolve_objective_layers(
     refs = [resolve_layer(module, layer) for layer in objective.layers]
     keys = {_layer_id(layer): ref.key for layer, ref in zip(objective.layers, refs)}
     return refs, keys
-
-
-def _make_transform(transforms: Any, size: int) -> Callable:
-    if transforms is None:
-        return tf.standard(size)
-    if callable(transforms):
-        return transforms
-    return tf.compose(*transforms)  # a sequence; empty means none
 
 
 def _grad_is_zero(params: Iterable[torch.Tensor]) -> bool:
@@ -107,15 +103,12 @@ class Loop:
     keys: Dict[Any, str]
     dtype: torch.dtype
     args: Tuple[Any, ...] = ()
+    transparency: Optional[torch.Tensor] = None  # (B, 1, H, W) sum of |d objective / d image|
 
 
-def setup_param(param: Optional[nn.Module], module: Optional[nn.Module], obj: Objective,
-                size: Union[int, Sequence[int]], batch: Optional[int], seed: int,
-                device: torch.device) -> "tuple[nn.Module, torch.Tensor]":
-    """The parameterization on ``device`` (default: Fourier + decorrelated colour, ``size``,
-    ``batch`` slots) and its starting images, checked to have the slots the objective targets."""
-    if param is None:
-        param = param_lib.image(size, batch=batch or obj.min_batch, channels=infer_in_channels(module), seed=seed)
+def setup_param(param: nn.Module, obj: Objective, device: torch.device) -> "tuple[nn.Module, torch.Tensor]":
+    """The parameterization (made by the recipe unless given) on ``device`` and its starting
+    images, checked to have the slots the objective targets."""
     param = param.to(device)
     with torch.no_grad():
         start = param()
@@ -127,13 +120,50 @@ def setup_param(param: Optional[nn.Module], module: Optional[nn.Module], obj: Ob
     return param, start
 
 
+def unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Each slot's map divided by its maximum (all-zero maps stay zero): values in [0, 1]."""
+    top = maps.flatten(1).amax(1).clamp(min=1e-30)
+    return maps / top.view(-1, *(1,) * (maps.dim() - 1))
+
+
+def view_args(args: Tuple[Any, ...], batch: int, views: int) -> Tuple[Any, ...]:
+    """Per-slot extra forward arguments repeated for ``views`` crop-major views of each slot."""
+    if views <= 1:
+        return args
+    return tuple(a.repeat(views, *(1,) * (a.dim() - 1)) if torch.is_tensor(a) and a.dim() > 0
+                 and a.shape[0] == batch else a for a in args)
+
+
+def slot_values(obj: Objective, images: torch.Tensor, inputs: torch.Tensor,
+                acts: Dict[str, torch.Tensor], keys: Dict[Any, str], step: int) -> torch.Tensor:
+    """The objective per slot (B,). When the transform made ``n`` views of each slot (rows
+    ``k * B + b``, e.g. :func:`transforms.crops`), the objective scores each view group as a
+    batch of B slots and a slot's value is the mean over its views, so per-slot objectives
+    (unit i in slot i, diversity across slots) keep their meaning."""
+    b, rows = images.shape[0], inputs.shape[0]
+    if rows == b:
+        return obj(Context(images, inputs, acts, keys, step))
+    if rows % b or any(a.shape[0] != rows for a in acts.values()):
+        raise ValueError(
+            f"the transform turned {b} images into {rows} inputs; a transform may only make "
+            "the same number of views of every slot (crop-major rows: view k of slot i is "
+            "row k * B + i), and every captured layer must keep one row per input"
+        )
+    views = [obj(Context(images, inputs[k * b:(k + 1) * b],
+                         {key: a[k * b:(k + 1) * b] for key, a in acts.items()}, keys, step))
+             for k in range(rows // b)]
+    return torch.stack(views).mean(0)
+
+
 def ascent_step(loop: Loop, run: Capture, step: int, last_good: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
     """One update: the objective on transformed images, its gradient on the image parameters
     only, an optimizer step. Returns the images it scored and their values."""
     loop.opt.zero_grad(set_to_none=True)
     images = loop.param()
     inputs = loop.transform(images, loop.generator)
-    values = loop.obj(Context(images, inputs, run(inputs.to(loop.dtype), loop.args), loop.keys, step))
+    views = inputs.shape[0] // images.shape[0]
+    acts = run(inputs.to(loop.dtype), view_args(loop.args, images.shape[0], views))
+    values = slot_values(loop.obj, images, inputs, acts, loop.keys, step)
     _check_values(values, images.shape[0], loop.obj)
     loss = -values.float().sum()
     if not torch.isfinite(loss):
@@ -146,24 +176,30 @@ def ascent_step(loop: Loop, run: Capture, step: int, last_good: torch.Tensor) ->
         )
     # Gradients for the image parameters only: with a plain forward function the model's
     # parameters may still require grad, and backward() would fill their .grad.
-    grads = torch.autograd.grad(loss, loop.params, allow_unused=True)
+    wrt = loop.params + ([images] if loop.transparency is not None else [])
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    if loop.transparency is not None and grads[-1] is not None:
+        loop.transparency += grads[-1].detach().abs().sum(1, keepdim=True).float()
     for p_, g_ in zip(loop.params, grads):
         p_.grad = g_
     return images, values
 
 
 class ZeroGradWatch:
-    """Stops a run whose first steps all have exactly zero gradient: the objective does not
-    depend on the input (a dead start, not a plateau, so only the first steps count)."""
+    """Stops a run whose first steps all have exactly zero gradient, if the objective also never
+    changes on a few random images (``depends``): it does not depend on the input. Otherwise the
+    start is merely flat, and the rescue (see :mod:`captum_fv.rescue`) deals with it."""
 
-    def __init__(self, obj: Objective, steps: int) -> None:
-        self.obj, self.patience, self.run = obj, min(_ZERO_GRAD_PATIENCE, steps), 0
+    def __init__(self, obj: Objective, steps: int, depends: Callable[[], bool] = lambda: False) -> None:
+        self.obj, self.patience, self.run, self.depends = obj, min(_ZERO_GRAD_PATIENCE, steps), 0, depends
 
     def check(self, params: Iterable[torch.Tensor]) -> None:
         if self.run is None:
             return
         self.run = self.run + 1 if _grad_is_zero(params) else None
-        if self.run is not None and self.run >= self.patience:
+        if self.run is not None and self.run >= self.patience and self.depends():
+            self.run = None
+        elif self.run is not None and self.run >= self.patience:
             raise ValueError(
                 f"the objective {self.obj.name} has zero gradient with respect to the input "
                 f"image for {self.run} steps: it does not depend on the input (a layer "
@@ -172,13 +208,22 @@ class ZeroGradWatch:
             )
 
 
+def score(loop: Loop, run: Capture, images: torch.Tensor, step: int) -> torch.Tensor:
+    """The objective per slot on ``images`` as they are (no transforms)."""
+    return loop.obj(Context(images, images, run(images.to(loop.dtype), loop.args), loop.keys, step))
+
+
 def optimize(loop: Loop, run: Capture, schedule: Schedule, start: torch.Tensor,
-             progress: bool) -> "tuple[Dict[int, torch.Tensor], List[torch.Tensor]]":
-    """The ascent: snapshots at the schedule's steps and the objective per slot at each step."""
+             progress: bool, rescue: Optional[Rescue] = None) -> "tuple[Dict[int, torch.Tensor], List[torch.Tensor]]":
+    """The ascent: snapshots at the schedule's steps and the objective per slot at each step;
+    ``rescue`` redirects ReLU gradients in its phases and restarts dead slots."""
     snapshots: Dict[int, torch.Tensor] = {}
     history: List[torch.Tensor] = []
     last_good = start.detach()
-    watch = ZeroGradWatch(loop.obj, schedule.steps)
+    rescue = rescue or Rescue(None, start.shape[0], schedule.steps, 0)
+    probe = torch.Generator().manual_seed(rescue.generator.initial_seed() + 1)
+    watch = ZeroGradWatch(loop.obj, schedule.steps,
+                          lambda: depends_on_input(lambda x: score(loop, run, x, 0), start, probe))
     bar = progress_bar(range(schedule.steps), desc="render", disable=not progress, leave=False)
     for step in bar:
         if step in schedule.keep:
@@ -186,9 +231,11 @@ def optimize(loop: Loop, run: Capture, schedule: Schedule, start: torch.Tensor,
         if schedule.blurs(step):
             with torch.no_grad():
                 loop.param.assign(tf.gaussian_blur(loop.param(), schedule.blur_sigma))
-        images, values = ascent_step(loop, run, step, last_good)
+        with redirected(rescue.active(step)):
+            images, values = ascent_step(loop, run, step, last_good)
         watch.check(loop.params)
         loop.opt.step()
+        rescue.after_step(step, loop.params, loop.opt, lambda x: score(loop, run, x, step), images.detach())
         history.append(values.detach())
         last_good = images.detach()
         if progress and step % 16 == 0:
@@ -210,7 +257,7 @@ def render(
     param: Optional[nn.Module] = None,
     transforms: Union[None, Callable, Sequence[Callable]] = None,
     steps: int = 512,
-    lr: float = 0.05,
+    lr: Optional[float] = None,
     optimizer: Optional[Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]] = None,
     thresholds: Optional[Sequence[int]] = None,
     seed: int = 0,
@@ -220,6 +267,10 @@ def render(
     blur_every: Optional[int] = None,
     blur_sigma: float = 0.5,
     additional_forward_args: Any = None,
+    recipe: Optional[str] = None,
+    examples: Any = None,
+    rescue: Union[bool, int, RescueConfig] = True,
+    transparency: bool = False,
 ) -> RenderResult:
     """Maximize ``objective`` over images and return them with snapshots and history.
 
@@ -231,7 +282,15 @@ def render(
     ``blur_every``: blur the image every k steps (a regularizer from the early literature);
     ``additional_forward_args``: extra model arguments, as in Captum (the model runs as
     ``model(x, *args)``); the same serve every batch slot, a tensor whose first dim is 1 being
-    expanded along the batch (see :func:`captum_fv.hooks.batch_args`).
+    expanded along the batch (see :func:`captum_fv.hooks.batch_args`); ``recipe``: a name from
+    :func:`captum_fv.recipes` (default ``"fourier"``) giving the parameterization, transforms,
+    optimizer and lr that are not given explicitly; ``examples``: natural images for a recipe
+    with a dataset prior (``"aligned"``), a tensor for every slot or a sequence, one per slot;
+    ``rescue``: redirect ReLU/ReLU6 gradients for the first steps and restart slots that still get
+    none (True: :class:`captum_fv.rescue.RescueConfig` defaults; an int: that many redirected
+    steps; False: plain gradients throughout); slots still dead end in ``.dead_slots``, with a
+    warning; ``transparency``: also return ``.transparency``, which pixels the objective used
+    (MaCo's map: the accumulated |gradient| w.r.t. the image, per slot, scaled to [0, 1]).
 
     >>> result = fv.render(model, "_blocks.8:12", steps=256)
     >>> result.images.shape
@@ -239,22 +298,29 @@ def render(
     """
     obj = as_objective(objective)
     module = module_of(model)
-    refs, keys = resolve_objective_layers(module, obj)
     device, dtype = model_device(module), model_dtype(module)
-    param, start = setup_param(param, module, obj, size, batch, seed, device)
+    spec = recipe_lib.ParamSpec(size, batch or obj.min_batch, infer_in_channels(module), seed)
+    made = recipe_lib.setup(recipe, spec, param, transforms, optimizer, lr)
+    obj = recipe_lib.with_prior(obj, made.recipe, module, model, examples, additional_forward_args)
+    refs, keys = resolve_objective_layers(module, obj)
+    param, start = setup_param(made.param, obj, device)
     params = list(param.parameters())
     loop = Loop(
-        param, params, (optimizer or (lambda ps: torch.optim.Adam(ps, lr=lr)))(params),
-        _make_transform(transforms, max(start.shape[-2:])), torch.Generator().manual_seed(seed),
+        param, params, made.optimizer(params), made.transform, torch.Generator().manual_seed(seed),
         obj, keys, dtype, batch_args(forward_args(additional_forward_args), start.shape[0]),
+        transparency=torch.zeros_like(start[:, :1], dtype=torch.float32) if transparency else None,
     )
     schedule = Schedule.of(steps, thresholds, blur_every, blur_sigma)
     with model_guard(module), Capture(module, model, refs, output=obj.output) as run:
-        snapshots, history = optimize(loop, run, schedule, start, progress)
+        saver = Rescue(RescueConfig.of(rescue), start.shape[0], steps, seed)
+        snapshots, history = optimize(loop, run, schedule, start, progress, saver)
         images, values = final_values(loop, run, steps)
+    if saver.dead and saver.config.warn:
+        warnings.warn(saver.message(obj.name), stacklevel=2)
     snapshots[steps] = images
     hist = torch.stack(history).float().cpu() if history else torch.zeros(0, images.shape[0])
-    return RenderResult(images, snapshots, hist, values.float().cpu(), obj, seed, param)
+    return RenderResult(images, snapshots, hist, values.float().cpu(), obj, seed, param, dead_slots=saver.dead,
+                        transparency=None if loop.transparency is None else unit_scale(loop.transparency).cpu())
 
 
 def _check_values(values: Any, batch: int, obj: Objective) -> None:

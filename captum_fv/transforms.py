@@ -5,13 +5,15 @@ on pixel-exact high-frequency patterns, so these transforms suppress adversarial
 transform is a callable ``t(images, generator) -> images``; every slot of the batch draws its own
 random parameters from the given ``torch.Generator`` (never the global RNG).
 
->>> t = transforms.compose(transforms.pad(12), transforms.jitter(8))
+>>> t = fv.transforms.compose(fv.transforms.pad(12), fv.transforms.jitter(8))
 >>> out = t(images, torch.Generator().manual_seed(0))
+>>> out.shape  # padded by 12 on each side, then shifted by up to 8 and cropped back
+XXX
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -137,3 +139,49 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def crops(
+    n: int,
+    scale: Tuple[float, float] = (0.25, 1.0),
+    size: Union[None, int, Tuple[int, int]] = None,
+    noise: float = 0.0,
+) -> Transform:
+    """``n`` random crops of every slot, resized to ``size`` (default: the image's own), in ONE
+    batch: (B, C, H, W) -> (n * B, C, h, w), crop-major (row ``k * B + b`` is crop k of slot b).
+
+    Each crop keeps the image's aspect, a fraction of its side drawn uniformly from ``scale``,
+    anywhere inside it; ``noise``: std of Gaussian pixel noise added to every crop (MaCo).
+    The render loop scores a slot by the mean of its objective over its n crops, so per-slot
+    objectives keep meaning "this slot".
+
+    >>> t = transforms.crops(8, noise=0.05)
+    >>> t(torch.rand(2, 3, 64, 64), torch.Generator().manual_seed(0)).shape
+    torch.Size([16, 3, 64, 64])
+    """
+    lo, hi = (float(s) for s in scale)
+    if n < 1:
+        raise ValueError(f"crops needs n >= 1, got {n}")
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"crop scale must satisfy 0 < low <= high <= 1, got {scale}")
+
+    def t(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out_hw = (h, w) if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+        m = n * b
+        s = lo + (hi - lo) * torch.rand(m, generator=g)
+        # centres in grid_sample's [-1, 1] coordinates, so that the whole crop lies inside
+        cx, cy = ((torch.rand(2, m, generator=g) * 2 - 1) * (1 - s)).unbind(0)
+        theta = torch.zeros(m, 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = s, s, cx, cy
+        grid = F.affine_grid(theta.to(x), [m, c, *out_hw], align_corners=False)
+        out = F.grid_sample(x.repeat(n, 1, 1, 1), grid, mode="bilinear", padding_mode="border",
+                            align_corners=False)
+        if noise > 0:
+            # drawn on the images' device from a seed of g: reproducible, and no large CPU draw
+            seed = int(torch.randint(2**62, (1,), generator=g))
+            dev = torch.Generator(device=x.device).manual_seed(seed)
+            out = out + noise * torch.randn(out.shape, generator=dev, device=x.device, dtype=out.dtype)
+        return out
+
+    return t

@@ -3,19 +3,23 @@
 optimum in one batched optimization."""
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from . import param as param_lib
+from . import recipe as recipe_lib
 from .hooks import Capture, batch_args, forward_args, model_guard
 from .addressing import LayerLike, resolve_layer
+from .mining import DatasetExamples
 from .modelinfo import OutputKey, infer_in_channels, model_dtype, module_of
 from .objectives.diversity import diversity as _diversity_objective
 from .objectives.base import Objective
 from .render import render
+from .rescue import RescueConfig
 from .unit import Selector, Unit, as_units, is_many, units_objective
 
 #: Default weight of the diversity term between facets (Gram cosine similarity is in [0, 1],
@@ -71,6 +75,7 @@ class Visualization:
     activation: Dict[str, torch.Tensor]
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     history: Optional[torch.Tensor] = field(default=None, repr=False)
+    dead: bool = False  # a maximized slot never got a gradient, even with the rescue
 
     @property
     def name(self) -> str:
@@ -116,7 +121,7 @@ class NeuronVisualization:
         facets: int = 0,
         negative: bool = False,
         seed: int = 0,
-        lr: float = 0.05,
+        lr: Optional[float] = None,
         diversity_weight: float = DIVERSITY_WEIGHT,
         transforms: Any = None,
         fft: bool = True,
@@ -124,42 +129,69 @@ class NeuronVisualization:
         thresholds: Optional[Sequence[int]] = None,
         max_batch: int = 64,
         progress: bool = True,
+        rescue: Any = True,
         additional_forward_args: Any = None,
+        recipe: Optional[str] = None,
+        dataset: Any = None,
+        examples: Optional[Sequence[Optional[torch.Tensor]]] = None,
+        k: int = 6,
     ) -> Union[Visualization, List[Visualization]]:
         """Optimize images for one selector, or for a sequence of them in shared batches.
 
         ``neuron_selector``: an int (channel), a tuple indexing one neuron, a callable, or a
         sequence of these (list, range, array: many units; a tuple is one neuron, as in Captum);
         ``facets``: extra images pushed apart by a diversity term; ``negative``: also minimize the
-        unit; ``max_batch``: most images optimized at once; ``additional_forward_args``: extra
-        model arguments, as in Captum (see :func:`captum_fv.render`).
+        unit; ``rescue``: as in :func:`captum_fv.render` (units still dead get ``.dead`` and one
+        warning naming them); ``max_batch``: most images optimized at once; ``additional_forward_args``: extra
+        model arguments, as in Captum (see :func:`captum_fv.render`); ``recipe``: a name from
+        :func:`captum_fv.recipes` (explicit ``lr``, ``transforms``, ``fft``, ``decorrelate``
+        win); for a recipe with a dataset prior (``"aligned"``), ``examples`` gives each unit's
+        natural images (one tensor per unit), else the ``k`` top examples of each unit are
+        mined from ``dataset`` first. The prior serves the positive optimum and facets.
         """
         if facets < 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
         units = as_units(neuron_selector)  # type errors now, not mid-optimization
+        chosen = recipe_lib.get_recipe(recipe)
+        if chosen.needs_examples and examples is None:
+            examples = self._top_examples(units, dataset, k, progress, additional_forward_args)
+        if torch.is_tensor(examples):
+            examples = [examples] * len(units)  # one set of images for every unit
         per_unit = SlotLayout.per_unit(facets, negative)
         results: List[Visualization] = []
         for chunk in plan_chunks(len(units), per_unit, max_batch):
             part = units[chunk.start : chunk.stop]
             layout = [SlotLayout.of(i, facets, negative) for i in range(len(part))]
             obj = self._objective(part, layout, diversity_weight)
-            p = param_lib.image(
-                size,
-                batch=len(part) * per_unit,
-                channels=infer_in_channels(self.module),
-                fft=fft,
-                decorrelate=decorrelate,
-                seed=seed + chunk.start,
-            )
+            p = chosen.param(recipe_lib.ParamSpec(size, len(part) * per_unit, infer_in_channels(self.module),
+                                                  seed + chunk.start, fft, decorrelate))
+            saver = _rescue_config(rescue, layout)
             res = render(
-                self.forward_func, obj, param=p, transforms=transforms, steps=steps, lr=lr,
+                self.forward_func, obj, param=p, rescue=saver, transforms=transforms, steps=steps, lr=lr,
                 thresholds=thresholds, seed=seed + chunk.start, progress=progress,
-                additional_forward_args=additional_forward_args,
+                additional_forward_args=additional_forward_args, recipe=chosen.name,
+                examples=None if examples is None else slot_examples(examples[chunk.start : chunk.stop], layout),
             )
             reached = self.activation(res.images, part, layout, additional_forward_args)
             for unit, lay, act in zip(part, layout, reached):
                 results.append(self._pack(unit, lay, res, act))
+        dead = [v.name for v in results if v.dead]
+        if dead:
+            warnings.warn(f"{len(dead)} of {len(results)} units never got a gradient, even with redirected "
+                          f"ReLUs and restarts (their images stayed at the start; .dead is True): "
+                          f"{', '.join(dead)}", stacklevel=2)
         return results if is_many(neuron_selector) else results[0]
+
+    def _top_examples(self, units: Sequence[Unit], dataset: Any, k: int, progress: bool,
+                      additional_forward_args: Any) -> List[torch.Tensor]:
+        """Each unit's ``k`` top dataset examples (one mining pass), for a dataset prior."""
+        if dataset is None:
+            raise ValueError("this recipe needs natural examples of each unit: pass dataset= (mined "
+                             "for each unit's top examples) or examples= (one tensor per unit)")
+        mined = DatasetExamples(self.forward_func, self._layer_spec).collect(
+            dataset, k=k, units=[u.selector for u in units], progress=progress,
+            additional_forward_args=additional_forward_args)
+        return [mined.images(u.selector) for u in units]
 
     def activation(
         self,
@@ -190,7 +222,26 @@ class NeuronVisualization:
             activation=act,
             snapshots={k: v[p : p + 1] for k, v in res.snapshots.items()},
             history=res.history[:, p],
+            dead=any(s in res.dead_slots for s in lay.maximized),
         )
+
+
+def slot_examples(examples: Sequence[Optional[torch.Tensor]], layout: Sequence[SlotLayout]
+                  ) -> List[Optional[torch.Tensor]]:
+    """Per batch slot, its unit's examples on the maximized slots (None on negative ones)."""
+    out: List[Optional[torch.Tensor]] = [None] * sum(len(lay.maximized) + len(lay.negative) for lay in layout)
+    for ex, lay in zip(examples, layout):
+        for s in lay.maximized:
+            out[s] = ex
+    return out
+
+
+def _rescue_config(rescue: Any, layout: Sequence[SlotLayout]) -> Union[bool, RescueConfig]:
+    """The render's rescue for these units: their maximized slots watched (a negative optimum
+    stuck at a ReLU's floor is already optimal), one warning from ``visualize`` instead."""
+    config = RescueConfig.of(rescue)
+    slots = tuple(s for lay in layout for s in lay.maximized)
+    return False if config is None else dataclasses.replace(config, warn=False, slots=slots)
 
 
 def _scaled_diversity(layer: LayerLike, groups: List[List[int]]) -> Objective:

@@ -74,8 +74,9 @@ class Objective:
     dict or ``ModelOutput``, which part is "the output" (a key, index or attribute; None: see
     :func:`captum_fv.modelinfo.select_output`). Terms combined must agree on ``output``.
 
-    >>> obj = channel("_blocks.8", 5) + 0.5 * diversity("_blocks.8")
-    >>> obj.layers  # what the hook engine must capture
+    >>> o = obj.channel("_blocks.8", 5) + 0.5 * obj.diversity("_blocks.8")
+    >>> o.layers  # what the hook engine must capture
+    XXX
     """
 
     def __init__(

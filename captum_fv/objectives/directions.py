@@ -51,6 +51,7 @@ def direction(
     or at ``(x, y)``; a ``(slots, C)`` matrix gives each targeted slot its own direction.
 
     >>> direction("_blocks.8", torch.randn(112), cossim_pow=1.0)
+    Objective(direction('_blocks.8'))
     """
     d = torch.as_tensor(vector, dtype=torch.float32)
     if d.dim() == 2 and batch is None:

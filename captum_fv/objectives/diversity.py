@@ -35,7 +35,8 @@ def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None
     Maximized with the unit objective, it makes facets differ. ``groups`` lists the slots that
     must differ from each other (default: the whole batch); slots in no group score 0.
 
-    >>> channel("_blocks.8", 3) + 2.0 * diversity("_blocks.8")
+    >>> obj.channel("_blocks.8", 3) + 0.5 * obj.diversity("_blocks.8")
+    XXX
     """
 
     def values(a: torch.Tensor, _: None) -> torch.Tensor:  # the whole batch: slots compare

@@ -5,7 +5,8 @@ tensor per batch slot, and :func:`objective` builds the :class:`Objective` and r
 ... def mean_act(layer, batch=None):
 ...     '''Mean activation of the whole layer.'''
 ...     return PerSlot(lambda a, _: a.flatten(1).mean(1), f"mean_act({layer!r})", layer, batch)
->>> registry.get_objective("mean_act")("_blocks.8")
+>>> fv.registry.get_objective("mean_act")("_blocks.8")
+XXX
 """
 from __future__ import annotations
 

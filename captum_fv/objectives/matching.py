@@ -23,8 +23,10 @@ def inversion(layer: LayerLike, target: torch.Tensor, batch: Slots = None) -> Pe
     """Minus the relative squared error to ``target`` (the layer's activation on some image, with
     or without its batch dim): maximizing it recovers an image the layer sees the same way.
 
-    >>> target = fv.activations(model, "_blocks.5", photo)
+    >>> photo = fv.data.sample_images(size=64)[0][0]
+    >>> target = fv.activations(model, "_blocks.5", photo[None])
     >>> inversion("_blocks.5", target)
+    XXX
     """
     target = target.detach()
 

@@ -53,6 +53,7 @@ def channel(layer: LayerLike, unit: Units, batch: Slots = None) -> PerSlot:
     """Mean activation of channel ``unit`` over all positions.
 
     >>> channel("_blocks.8", 12)
+    Objective(channel('_blocks.8', 12))
     """
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
@@ -73,6 +74,7 @@ def neuron(
     """Activation of channel ``unit`` at one spatial position (the centre by default).
 
     >>> neuron("_blocks.8", 12, x=3, y=3)
+    XXX
     """
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:

@@ -64,8 +64,10 @@ def write_unit(
     record: Dict[str, Any],
     images: Mapping[str, Any],
     page_context: Dict[str, Any],
+    html: Optional[str] = None,
 ) -> Path:
-    """Write one unit's PNGs, ``unit.json`` and page atomically into ``out_dir/units/name``."""
+    """Write one unit's PNGs, ``unit.json`` and page atomically into ``out_dir/units/name``
+    (``html``: the page itself, else the report's unit page rendered with ``page_context``)."""
     units = Path(out_dir) / UNITS_DIR
     units.mkdir(parents=True, exist_ok=True)
     final = safe_child(units, name)
@@ -75,7 +77,7 @@ def write_unit(
         for fname, arr in images.items():
             path = safe_child(tmp, fname)
             Image.fromarray(arr).save(path, optimize=False)
-        page = _env().get_template("unit.html").render(**page_context)
+        page = html if html is not None else _env().get_template("unit.html").render(**page_context)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for p in sorted(tmp.iterdir()):
             files[p.name] = {"bytes": p.stat().st_size, "sha256": digest(p)}
