@@ -383,7 +383,7 @@ def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]
 
     >>> ds = image_folder("photos/", crops=8)  # photos/cats/*.jpg, photos/dogs/*.png
     >>> ds.classes, ds.names[0]
-    (['cats', 'dogs'], 'cats/a.jpg (crop 0: scale=0.61 u=0.42 v=0.87)')
+    (['cats', 'dogs'], 'cats/a.jpg (crop 0: scale=0.73 u=0.27 v=0.04 flipped)')
     """
     hw = _check_size(size, allow_none=False)
     _check_common(crops, channels, min_scale)

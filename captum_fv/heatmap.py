@@ -55,7 +55,7 @@ def overlay(image: torch.Tensor, attribution: torch.Tensor, alpha: float = 0.5,
     ``sign``: 'absolute_value' (Blues), 'positive' (Greens), 'negative' (Reds) or 'all'
     (red-white-green). Returns RGB (3, H, W) (or (N, 3, H, W)) in [0, 1].
 
-    >>> a = fv.attribute(model, "_blocks.8", images, 12)
+    >>> a = fv.attribute(model, "_blocks.8", images, 12, n_steps=16, tolerance=None)
     >>> rgb = overlay(images[0], a.attributions[0], sign="positive")
     >>> hwc = rgb.permute(1, 2, 0).numpy()  # for plt.imshow
     """
@@ -90,8 +90,9 @@ def transparent(image: torch.Tensor, alpha: torch.Tensor, background: str = "che
     ``image`` (C, H, W) or (N, C, H, W) in [0, 1]; ``alpha`` (1, H, W)/(H, W), or batched.
     Returns RGB of the same layout.
 
-    >>> r = fv.render(model, "_blocks.8:12", transparency=True)
-    >>> rgb = transparent(r.images, r.transparency)  # (1, 3, 128, 128)
+    >>> r = fv.render(model, "_blocks.8:12", transparency=True, size=64, steps=16, progress=False)
+    >>> transparent(r.images, r.transparency).shape
+    torch.Size([1, 3, 64, 64])
     """
     if image.dim() == 4:
         return torch.stack([transparent(i, a, background, square) for i, a in zip(image, alpha)])

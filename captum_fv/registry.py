@@ -6,14 +6,20 @@ the same calls as the built-ins.
 >>> register_objective("sparse_channel", lambda layer, c: obj.channel(layer, c) - 0.1 * obj.l1())
 <function <lambda> at 0x...>
 >>> get_objective("sparse_channel")("_blocks.8", 3)
-XXX
+Objective(...)
 >>> register_attribution("my_ig", captum.attr.NeuronIntegratedGradients)
 NeuronMethod(NeuronIntegratedGradients)
 >>> a = fv.attribute(model, "_blocks.8", images, 3, attribution="my_ig")
 >>> a.attributions.shape
-XXX
+torch.Size([4, 3, 64, 64])
 >>> print(catalog())
-XXX
+kind         name                  description
+-----------  --------------------  -----------
+objective    channel               Mean activation of channel ``unit`` over all positions.
+...
+objective    sparse_channel        (no description)
+...
+attribution  my_ig                 Approximates the integral of gradients for a particular neuron
 
 A leaf: it imports no other captum_fv module. The built-ins register themselves where they are
 defined (objectives through ``captum_fv.objectives.objective``, attribution methods in
@@ -129,6 +135,7 @@ def catalog(width: int = 100) -> str:
 
     >>> print(catalog())
     kind         name                  description
+    -----------  --------------------  -----------
     objective    channel               Mean activation of channel ``unit`` over all positions.
     ...
     """

@@ -7,8 +7,8 @@ random parameters from the given ``torch.Generator`` (never the global RNG).
 
 >>> t = fv.transforms.compose(fv.transforms.pad(12), fv.transforms.jitter(8))
 >>> out = t(images, torch.Generator().manual_seed(0))
->>> out.shape  # padded by 12 on each side, then shifted by up to 8 and cropped back
-XXX
+>>> out.shape  # 64 px padded by 12 a side (88), then a random 80 px window
+torch.Size([4, 3, 80, 80])
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def crops(
     The render loop scores a slot by the mean of its objective over its n crops, so per-slot
     objectives keep meaning "this slot".
 
-    >>> t = transforms.crops(8, noise=0.05)
+    >>> t = fv.transforms.crops(8, noise=0.05)
     >>> t(torch.rand(2, 3, 64, 64), torch.Generator().manual_seed(0)).shape
     torch.Size([16, 3, 64, 64])
     """

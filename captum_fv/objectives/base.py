@@ -76,7 +76,7 @@ class Objective:
 
     >>> o = obj.channel("_blocks.8", 5) + 0.5 * obj.diversity("_blocks.8")
     >>> o.layers  # what the hook engine must capture
-    XXX
+    ('_blocks.8',)
     """
 
     def __init__(

@@ -36,7 +36,7 @@ def diversity(layer: LayerLike, groups: Optional[Sequence[Sequence[int]]] = None
     must differ from each other (default: the whole batch); slots in no group score 0.
 
     >>> obj.channel("_blocks.8", 3) + 0.5 * obj.diversity("_blocks.8")
-    XXX
+    Objective((channel('_blocks.8', 3) + 0.5 * diversity('_blocks.8')))
     """
 
     def values(a: torch.Tensor, _: None) -> torch.Tensor:  # the whole batch: slots compare

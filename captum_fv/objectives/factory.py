@@ -6,7 +6,7 @@ tensor per batch slot, and :func:`objective` builds the :class:`Objective` and r
 ...     '''Mean activation of the whole layer.'''
 ...     return PerSlot(lambda a, _: a.flatten(1).mean(1), f"mean_act({layer!r})", layer, batch)
 >>> fv.registry.get_objective("mean_act")("_blocks.8")
-XXX
+Objective(mean_act('_blocks.8'))
 """
 from __future__ import annotations
 

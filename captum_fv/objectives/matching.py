@@ -26,7 +26,7 @@ def inversion(layer: LayerLike, target: torch.Tensor, batch: Slots = None) -> Pe
     >>> photo = fv.data.sample_images(size=64)[0][0]
     >>> target = fv.activations(model, "_blocks.5", photo[None])
     >>> inversion("_blocks.5", target)
-    XXX
+    Objective(inversion('_blocks.5'))
     """
     target = target.detach()
 

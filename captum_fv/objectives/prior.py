@@ -6,7 +6,7 @@ values of the references (resampled to the same count): the 1-D optimal-transpor
 between the two distributions. It is 0 when they match and positive otherwise, so it is a cost:
 subtract it, ``channel("_blocks.8", 3) - 0.5 * feature_prior("_blocks.8", reference)``.
 
->>> ref = sorted_reference(fv.activations(model, "_blocks.8", top_examples))
+>>> ref = sorted_reference(fv.activations(model, "_blocks.8", images))  # e.g. top dataset examples
 >>> cost = feature_prior("_blocks.8", ref)
 """
 from __future__ import annotations

@@ -74,7 +74,7 @@ def neuron(
     """Activation of channel ``unit`` at one spatial position (the centre by default).
 
     >>> neuron("_blocks.8", 12, x=3, y=3)
-    XXX
+    Objective(neuron('_blocks.8', 12))
     """
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
