@@ -153,6 +153,25 @@ def _parser() -> argparse.ArgumentParser:
                         "report's names (index.html, report.json, units/) is there")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    ev = sub.add_parser("evolve", help="the same units across checkpoints, side by side")
+    ev.add_argument("--model", default="efficientnet_lite0", help=model_help)
+    ev.add_argument("--checkpoint", action="append", required=True, metavar="FILE",
+                    help="a local state_dict file, oldest first; repeat it (the last is the final one)")
+    ev.add_argument("--layer", required=True, help="layer name (see: captum-fv layers)")
+    ev.add_argument("--units", default=DEMO_UNITS, help="channels, e.g. 0-15 or 0,3,7")
+    ev.add_argument("--data", default="sample", help="'sample' (bundled photos) or a folder of images")
+    ev.add_argument("--size", type=int, default=128, help="image size in pixels")
+    ev.add_argument("--steps", type=int, default=256, help="optimization steps")
+    ev.add_argument("--facets", type=int, default=0, help="diversity facets per unit and checkpoint")
+    ev.add_argument("--k", type=int, default=6, help="top dataset examples per unit and checkpoint")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--max-batch", type=int, default=64, help="most images optimized at once")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ev.add_argument("--out", default="evolution", help="output folder (nothing is written outside it)")
+    ev.add_argument("--resume", action="store_true", help="keep units and checkpoint stages already complete in --out")
+    ev.add_argument("--force", action="store_true", help="write into an existing folder that is not captum-fv's")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+
     ly = sub.add_parser("layers", help="list a model's layers with their output shapes")
     ly.add_argument("--model", default="efficientnet_lite0", help=model_help)
     ly.add_argument("--weights")
@@ -227,6 +246,49 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evolve(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .evolution import FeatureEvolution
+    from .modelinfo import infer_in_channels
+
+    for name in ("size", "steps", "k", "max_batch"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    missing = [c for c in args.checkpoint if not Path(c).is_file()]
+    if missing:
+        raise UsageError(f"--checkpoint {missing[0]!r} is not a file")
+    device = _device(args.device)
+    model = load_model(args.model).to(device)
+    channels = infer_in_channels(model, default=3)
+    dataset = _dataset(args.data, args.size) if channels == 3 else _gray_dataset(args.data, args.size, channels)
+    with distributed.process_group_from_env("nccl" if device.type == "cuda" else "gloo", GROUP_TIMEOUT):
+        t = time.perf_counter()
+        try:
+            evolution = FeatureEvolution(
+                model, args.layer, args.checkpoint, dataset, size=args.size, steps=args.steps,
+                facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
+                model_name=args.model, progress=not args.quiet)
+        except ValueError as e:  # unknown layer, clashing labels
+            raise UsageError(str(e)) from e
+        index = evolution.run(parse_units(args.units), args.out, resume=args.resume, force=args.force)
+        if distributed.rank() == 0:
+            if evolution.resumed is not None:
+                print(evolution.resumed.summary())
+            print(f"evolution: {index.resolve()}  ({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+def _gray_dataset(spec: str, size: int, channels: int):
+    """The images of ``--data`` for a model with 1 (or 4) input channels."""
+    from . import data
+
+    if spec == "sample":
+        return data.sample_images(size=size, crops=32, channels=channels)
+    if not Path(spec).is_dir():
+        raise UsageError(f"--data {spec!r} is neither 'sample' nor a folder of images")
+    return data.image_folder(spec, size=size, channels=channels)
+
+
 def _path_settings(args: argparse.Namespace, adapter: object) -> dict:
     """--n-steps and --tolerance as attribution kwargs; only path methods take them."""
     given = {"n_steps": args.n_steps, "tolerance": args.tolerance}
@@ -264,7 +326,7 @@ def _objectives(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)  # exits with 2 on usage errors
     try:
-        return {"report": _report, "layers": _layers, "objectives": _objectives}[args.command](args)
+        return {"report": _report, "evolve": _evolve, "layers": _layers, "objectives": _objectives}[args.command](args)
     except (UsageError, OutputFolderError, UnreadableImageError, ImageTooLargeError) as e:
         print(f"captum-fv: error: {e}", file=sys.stderr)
         return 2

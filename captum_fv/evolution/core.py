@@ -21,6 +21,7 @@ from .. import distributed as dist_lib
 from .. import fingerprint as fp_lib
 from ..addressing import LayerLike
 from ..data import sample_images
+from ..items import image_of
 from ..mining import DatasetExamples
 from ..modelinfo import module_of
 from ..report import folder, writer
@@ -32,6 +33,9 @@ from . import pages
 from .checkpoints import CheckpointLike, as_checkpoints, load_into, restored
 from .measures import SETTLED, channel_means, measure
 from .stage import StageUnit, read_stage, stage_unit, write_stage
+
+#: Dataset items (evenly spaced) whose mean activation is the origin of the similarity's vectors.
+BASELINE_ITEMS = 256
 
 
 @dataclass
@@ -102,6 +106,7 @@ class FeatureEvolution:
         self.units: Dict[str, EvolvedUnit] = {}
         self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
         self._unit_fp: Dict[str, str] = {}
+        self._base: Optional[torch.Tensor] = None
 
     @property
     def labels(self) -> List[str]:
@@ -170,6 +175,7 @@ class FeatureEvolution:
             wanted = set(todo.redo)
             if not wanted:
                 return
+            self._base = None  # measured anew in the final checkpoint
             stages: Dict[str, List[StageUnit]] = {n: [] for n in wanted}
             for ckpt, weights in zip(self.checkpoints, digests):
                 load_into(self.module, ckpt)
@@ -222,7 +228,7 @@ class FeatureEvolution:
     def _finish_unit(self, unit: Unit, stages: List[StageUnit], fingerprint: Dict[str, str],
                      out_dir: Optional[Path]) -> None:
         optima = torch.stack([s.image("positive.png") for s in stages])
-        vectors = channel_means(activations(self.forward_func, self.layer_spec, optima))
+        vectors = channel_means(activations(self.forward_func, self.layer_spec, optima)) - self._baseline()
         m = measure(vectors, [s.top_indices for s in stages], self.threshold)
         arrays: Dict[str, np.ndarray] = {}
         columns = []
@@ -244,6 +250,17 @@ class FeatureEvolution:
         self.units[unit.file_name] = EvolvedUnit(record, arrays, stages)
         if out_dir is not None:
             writer.write_unit(out_dir, unit.file_name, record, arrays, {}, html=pages.unit_page(record, self._meta()))
+
+    def _baseline(self) -> torch.Tensor:
+        """The layer's mean channel-mean vector over (up to BASELINE_ITEMS of) the dataset in the
+        final checkpoint: subtracted before the cosine, so the activation every input shares (from
+        biases and ReLUs) does not make every pair of optima look alike."""
+        if self._base is None:
+            n = len(self.dataset)
+            picks = torch.linspace(0, n - 1, min(n, BASELINE_ITEMS)).round().long().unique().tolist()
+            images = torch.stack([image_of(self.dataset[i]) for i in picks])
+            self._base = channel_means(activations(self.forward_func, self.layer_spec, images)).mean(0).cpu()
+        return self._base
 
     def _write_index(self, out_dir: Path, names: Sequence[str]) -> Path:
         unit_fp = self._unit_fp

@@ -2,7 +2,8 @@
 
 * similarity: cosine of each checkpoint's optimum to the final checkpoint's optimum, both read as
   channel-mean activation vectors at the unit's layer *in the final checkpoint* (one feature
-  space for every optimum, so the numbers compare images, not weights);
+  space for every optimum, so the numbers compare images, not weights), taken relative to the
+  layer's mean vector over the dataset (see ``FeatureEvolution``);
 * overlap: the share of a checkpoint's top-k dataset examples that the next checkpoint keeps;
 * settled: the first checkpoint from which the similarity stays at or above a threshold;
 * change: the mean of ``1 - similarity`` over the checkpoints before the final one (two
