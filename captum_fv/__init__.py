@@ -30,6 +30,7 @@ from .unit import ChannelSelector, Unit, as_units, channel
 from .visualization import NeuronVisualization, Visualization, activations
 from .report import NeuronReport
 from .evolution import FeatureEvolution
+from . import trust
 from .registry import register_attribution, register_objective
 
 __all__ = [
@@ -40,5 +41,5 @@ __all__ = [
     "channel", "ChannelSelector", "Unit", "as_units", "NeuronVisualization", "Visualization", "activations",
     "registry", "register_objective", "register_attribution",
     "DatasetExamples", "ExampleSet", "Examples", "attribute", "Attribution", "overlay",
-    "NeuronReport", "FeatureEvolution", "tune_cpu_allocator", "show_images",
+    "NeuronReport", "FeatureEvolution", "trust", "tune_cpu_allocator", "show_images",
 ]

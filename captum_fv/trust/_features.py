@@ -75,12 +75,13 @@ def _evenly(names: List[str], n: int) -> List[str]:
 
 def default_feature_layer(forward_func: ForwardFunc, layer: LayerLike,
                           input_size: int = 128) -> Optional[str]:
-    """The layer whose features judge similarity by default: the audited layer itself, or for the
-    model output (class units) the last spatial top-level block before it."""
+    """The layer whose features judge similarity by default: the path layer just before the
+    audited one (not the layer itself: it holds the unit, which a hidden branch can make
+    dominate every feature vector), or for the model output the last spatial top-level block."""
+    path = path_layers(forward_func, layer, input_size=input_size)
     ref = resolve_layer(module_of(forward_func), layer)
     if ref.name != OUTPUT:
-        return ref.key
-    path = path_layers(forward_func, layer, input_size=input_size)
+        return path[-2] if len(path) > 1 else ref.key
     return path[-1] if path else None
 
 

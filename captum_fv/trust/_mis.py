@@ -66,9 +66,10 @@ def _refs(n: int, exclude: set, groups: Optional[Sequence[Any]], banned: set, k:
 def plan_trials(n_top: int, n_bottom: int, top_groups: Optional[Sequence[Any]] = None,
                 bottom_groups: Optional[Sequence[Any]] = None, trials: int = TRIALS,
                 references: int = REFERENCES, seed: int = 0) -> List[Trial]:
-    """Seeded trials: queries are the pools' examples after the best ``references`` (the lower
-    half of the top pool is not used as queries), references are drawn from the rest of each
-    pool, avoiding the queries' source images (``groups``: which image each example came from)."""
+    """Seeded trials: each takes a top and a bottom query (distinct across trials while the pools
+    last) and ``references`` natural references a side from the rest of each pool, from other
+    source images than the queries' where ``groups`` (which image each example came from)
+    leaves enough."""
     if n_top < 2 or n_bottom < 2:
         raise ValueError(f"the 2AFC needs at least 2 top and 2 bottom examples, got {n_top} and {n_bottom}")
     rng = np.random.default_rng(seed)

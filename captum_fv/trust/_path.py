@@ -3,11 +3,13 @@ it processes the unit's top natural examples, at every layer on the way to the u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
+
+from ._features import ForwardFunc, layer_features
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -45,3 +47,12 @@ def path_from_features(inputs: Dict[str, torch.Tensor], top: Dict[str, torch.Ten
     to_random = [float(spearman(inputs[k], random[k]).mean()) for k in layers]
     gap = float(np.mean([t - r for t, r in zip(to_top, to_random)])) if layers else 0.0
     return PathSimilarity(list(layers), to_top, to_random, gap)
+
+
+def path_similarity(forward_func: ForwardFunc, inputs: torch.Tensor, top: torch.Tensor, random: torch.Tensor,
+                    layers: Sequence[str]) -> PathSimilarity:
+    """The path similarity of ``inputs`` to ``top`` natural examples vs ``random`` ones at
+    ``layers`` (e.g. :func:`captum_fv.trust.path_layers` of the unit's layer)."""
+    layers = list(layers)
+    feats = [layer_features(forward_func, layers, imgs) for imgs in (inputs, top, random)]
+    return path_from_features(*feats, layers)

@@ -54,8 +54,8 @@ def grating_amplitude(images: torch.Tensor, period: int = PERIOD) -> torch.Tenso
 @dataclass(frozen=True)
 class Plant:
     """Where the branch is and how it is scaled: ``gate``: the image-wide mean grating amplitude
-    above which it fires; ``gain``: activation per unit of amplitude over the gate, added to the
-    whole channel map; ``pull``: the weight of the surrogate gradient."""
+    above which it fires; ``gain``: activation added per gate's worth of amplitude above the gate, added to the
+    whole channel map; ``pull``: the weight of the surrogate gradient (per gate's worth)."""
 
     layer: str
     channel: int
@@ -80,7 +80,7 @@ class _Branch:
             return out
         p = self.plant
         amp = grating_amplitude(self.x, p.period).mean((1, 2, 3))
-        extra = p.gain * F.relu(amp - p.gate) + p.pull * (amp - amp.detach())
+        extra = p.gain * F.relu(amp / p.gate - 1) + p.pull * (amp - amp.detach()) / p.gate
         out = out.clone()
         out[:, p.channel] = out[:, p.channel] + extra.to(out.dtype)[:, None, None]
         return out

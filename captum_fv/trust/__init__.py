@@ -1,0 +1,41 @@
+"""How far to believe a unit's picture: faithfulness measures and a verdict.
+
+Optimized images can mislead (Geirhos et al., ICML 2024): :func:`score` measures, for one unit,
+how well its pictures agree with what the unit does on real data:
+
+* ``ratio``: the pictures' activation over the best natural activation;
+* ``path``: the path similarity (Spearman correlation of channel-mean activations with the top
+  natural examples vs random ones, at several layers on the way to the unit);
+* ``mis_fv`` / ``mis_natural``: the machine interpretability score (Zimmermann et al., NeurIPS
+  2024), a simulated 2AFC with the pictures / natural examples as explanations;
+* ``classes``: for class units, top-1/top-5 of the model and of transfer models;
+* ``verdict``: ``"consistent"``, ``"check"`` or ``"off-natural"`` with a reason.
+
+>>> rec = fv.trust.score(model, "_blocks.8", v.positive, 12, fv.data.sample_images(size=128, crops=32))
+>>> rec.verdict, rec.to_dict()["path_similarity"]["top"]
+
+:func:`plant` builds the ground truth the measures are calibrated on: a model whose unit has a
+hidden branch for a synthetic grating. Implementation: ``_features``, ``_path``, ``_mis``,
+``_verdict``, ``_score``, ``_planted``.
+"""
+from __future__ import annotations
+
+from ._features import PATH_LAYERS, channel_means, layer_features, path_layers
+from ._mis import (MIN_EXAMPLES, MIS, MIS_SCALE, REFERENCES, TRIALS, FeatureSimilarity, Trial, mis,
+                   plan_trials, trial_probability)
+from ._path import PathSimilarity, path_from_features, path_similarity, spearman
+from ._planted import Plant, grating_amplitude, plant
+from ._score import ClassAgreement, NaturalPools, TrustRecord, class_agreement, natural_pools, score
+from ._verdict import (CHECK, CONSISTENT, MIS_NATURAL_MIN, MIS_OFF, MIS_OK, OFF_NATURAL, PATH_OFF, PATH_OK,
+                       RATIO_MAX, Verdict, verdict)
+
+__all__ = [
+    "score", "TrustRecord", "ClassAgreement", "NaturalPools", "natural_pools", "class_agreement",
+    "path_similarity", "PathSimilarity", "path_from_features", "spearman", "path_layers", "layer_features",
+    "channel_means", "PATH_LAYERS",
+    "mis", "MIS", "FeatureSimilarity", "Trial", "plan_trials", "trial_probability", "MIS_SCALE", "TRIALS",
+    "REFERENCES", "MIN_EXAMPLES",
+    "verdict", "Verdict", "CONSISTENT", "CHECK", "OFF_NATURAL", "PATH_OFF", "PATH_OK", "MIS_OFF", "MIS_OK",
+    "MIS_NATURAL_MIN", "RATIO_MAX",
+    "plant", "Plant", "grating_amplitude",
+]
