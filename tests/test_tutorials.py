@@ -26,6 +26,8 @@ EXPECTED = {
     "EfficientNet_FeatureViz_DiversityAndInteraction.ipynb",
     "EfficientNet_FeatureViz_CaptumWorkflow.ipynb",
     "Auditing_Your_Own_Model.ipynb",
+    "How_Features_Evolve.ipynb",
+    "When_To_Trust_A_Visualization.ipynb",
 }
 KERNEL = "captum-fv-tests"
 CELL_TIMEOUT_S = 180

@@ -87,7 +87,7 @@ class _Branch:
 
 
 def plant(model: nn.Module, layer: LayerLike, channel: int, natural: torch.Tensor,
-          gain: float = 20.0, pull: float = 200.0, period: int = PERIOD) -> nn.Module:
+          gain: float = 50.0, pull: float = 200.0, period: int = PERIOD) -> nn.Module:
     """A copy of ``model`` whose ``channel`` of ``layer`` also fires on a red-green grating.
 
     ``natural``: photos (N, 3, H, W) that set the gate (``GATE_MARGIN`` times their largest
