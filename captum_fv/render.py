@@ -292,9 +292,9 @@ def render(
     warning; ``transparency``: also return ``.transparency``, which pixels the objective used
     (MaCo's map: the accumulated |gradient| w.r.t. the image, per slot, scaled to [0, 1]).
 
-    >>> result = fv.render(model, "_blocks.8:12", steps=256)
+    >>> result = fv.render(model, "_blocks.8:12", size=64, steps=32)
     >>> result.images.shape
-    torch.Size([1, 3, 128, 128])
+    torch.Size([1, 3, 64, 64])
     """
     obj = as_objective(objective)
     module = module_of(model)

@@ -6,10 +6,11 @@ the visualization maximized. Units of the model output (``layer=None``, an int c
 Captum's ``IntegratedGradients(target=k)``. Arguments follow Captum: inputs, then the neuron
 selector; every keyword but ``attribution``, ``tolerance`` and ``max_steps`` is Captum's.
 
->>> ex = DatasetExamples(model, "_blocks.8").collect(dataset)
->>> a = attribute(model, "_blocks.8", ex.images(12), 12, n_steps=64)
->>> a.delta / (a.activations - a.baseline_activations).abs()   # completeness check
->>> heat = captum_fv.heatmap.overlay(ex.images(12)[0], a.attributions[0])  # (3, H, W) RGB
+>>> ex = fv.DatasetExamples(model, "_blocks.8").collect(dataset, k=4)
+>>> a = fv.attribute(model, "_blocks.8", ex.images(12), 12, n_steps=16)
+>>> a.relative_delta  # completeness check: |delta| / |f(x) - f(baseline)| per image
+tensor([...])
+>>> heat = fv.overlay(ex.images(12)[0], a.attributions[0])  # (3, H, W) RGB
 """
 from ._attribute import Attribution, attribute
 from ._baselines import grey_baselines, patch_mask, path_batch

@@ -80,6 +80,7 @@ def attribute(
 
     >>> a = attribute(model, "_blocks.8", images, 12, n_steps=64, method="gausslegendre")
     >>> a.attributions.shape == images.shape, a.relative_delta, a.n_steps
+    (True, tensor([...]), tensor([...]))
     """
     _check_not_old_method(captum_kwargs.get("method"))
     if isinstance(attribution, str):

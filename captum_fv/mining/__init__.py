@@ -17,8 +17,9 @@ Models with extra arguments, in Captum's ``additional_forward_args`` terms:
 * for every example: ``collect(..., additional_forward_args=(...))``; a tensor with first dim 1
   is broadcast to each batch, as in Captum, anything else is passed as given.
 
->>> ex = DatasetExamples(model, "_blocks.8").collect(fv.data.sample_images(crops=32), k=9)
+>>> ex = fv.DatasetExamples(model, "_blocks.8").collect(fv.data.sample_images(size=64, crops=4), k=4)
 >>> ex.top(12).indices, ex.names(12)[:2], ex.images(12, "bottom").shape
+(tensor([...]), ['... (crop ...)', '... (crop ...)'], torch.Size([4, 3, 64, 64]))
 
 Implementation: ``_extremes`` (streaming top/bottom-k, exact merge), ``_sample`` (quantile
 sample), ``_units`` (unit values and positions), ``_collect`` (the pass), ``_examples`` (results).

@@ -131,8 +131,9 @@ class DatasetExamples:
     ``forward_func``: the model (or a function of the input); ``layer``: a module, its dotted
     name, or None for the model output (then int units are class logits).
 
-    >>> ex = DatasetExamples(model, "_blocks.8").collect(dataset, k=9)
-    >>> ex.top(12).indices, ex.top(12).positions  # (9,), (9, 2) as (y, x) in the 8x8 map
+    >>> ex = DatasetExamples(model, "_blocks.8").collect(dataset, k=4)
+    >>> ex.top(12).indices.shape, ex.top(12).positions.shape  # positions: (y, x) in the layer's map
+    (torch.Size([4]), torch.Size([4, 2]))
     """
 
     def __init__(self, forward_func: Union[nn.Module, Callable[..., torch.Tensor]], layer: LayerLike):

@@ -84,7 +84,10 @@ class ExampleSet:
     Look a unit up by what you passed (an int channel, a tuple, the callable itself).
     ``which`` is ``"top"``, ``"bottom"`` or a quantile level such as ``0.25``.
 
-    >>> ex.top(12).activations; ex.quantile(12, 0.5).indices; ex.spectrum(12)[0][0]
+    >>> ex = fv.DatasetExamples(model, "_blocks.8").collect(dataset, k=4)
+    >>> ex.top(12).activations.shape, ex.quantile(12, 0.5).indices.shape
+    (torch.Size([4]), torch.Size([4]))
+    >>> ex.spectrum(12)[0][0]
     'bottom'
     """
 

@@ -49,8 +49,10 @@ class NeuronReport:
     rank 0 writes ``index.html`` and ``report.json``. The result equals one process's. Each rank
     keeps only its own units in ``.units`` (and can draw only those with ``figure``).
 
-    >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=128, crops=32))
-    >>> report.build(range(8)).save("report")
+    >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=64, crops=2),
+    ...                       size=64, steps=16, facets=2, k=2, progress=False)
+    >>> report.build(range(2)).save("report")
+    PosixPath('report/index.html')
     """
 
     def __init__(
