@@ -21,8 +21,8 @@ import os
 # CAPTUM_FV_FAST=1 runs everything with tiny settings (a smoke test: the pictures are meaningless).
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
 SIZE = 64 if FAST else 96
-STEPS = 16 if FAST else 128
-CROPS = 8 if FAST else 16
+STEPS = 8 if FAST else 128
+CROPS = 4 if FAST else 16
 
 # %%
 import torch
@@ -78,4 +78,7 @@ for rec, name in [(honest, "honest"), (fake, "planted")]:
     ax.plot(d["top"], marker="o", label=f"{name}: to top photos")
     ax.plot(d["random"], ls="--", label=f"{name}: to random photos")
 ax.set_xticks(range(len(honest.path.layers)), honest.path.layers, rotation=30)
-ax.set_ylabel("Spearman"); ax.legend(fontsize=7); plt.tight_layout(); plt.show()
+ax.set_ylabel("Spearman")
+ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()

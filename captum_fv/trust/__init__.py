@@ -21,13 +21,35 @@ hidden branch for a synthetic grating. Implementation: ``_features``, ``_path``,
 from __future__ import annotations
 
 from ._features import PATH_LAYERS, channel_means, layer_features, path_layers
-from ._mis import (MIN_EXAMPLES, MIS, MIS_SCALE, REFERENCES, TRIALS, FeatureSimilarity, Trial, mis,
-                   plan_trials, trial_probability)
+from ._mis import (
+    MIN_EXAMPLES,
+    MIS,
+    MIS_SCALE,
+    REFERENCES,
+    TRIALS,
+    FeatureSimilarity,
+    Trial,
+    mis,
+    plan_trials,
+    trial_probability,
+)
 from ._path import PathSimilarity, path_from_features, path_similarity, spearman
 from ._planted import Plant, grating_amplitude, plant
 from ._score import ClassAgreement, NaturalPools, TrustRecord, class_agreement, natural_pools, score
-from ._verdict import (CHECK, CONSISTENT, MIS_NATURAL_MIN, MIS_OFF, MIS_OK, OFF_NATURAL, PATH_OK, PATH_STRONG,
-                       RATIO_MAX, RATIO_MIN, Verdict, verdict)
+from ._verdict import (
+    CHECK,
+    CONSISTENT,
+    MIS_NATURAL_MIN,
+    MIS_OFF,
+    MIS_OK,
+    OFF_NATURAL,
+    PATH_OK,
+    PATH_STRONG,
+    RATIO_MAX,
+    RATIO_MIN,
+    Verdict,
+    verdict,
+)
 
 __all__ = [
     "score", "TrustRecord", "ClassAgreement", "NaturalPools", "natural_pools", "class_agreement",
@@ -35,7 +57,8 @@ __all__ = [
     "channel_means", "PATH_LAYERS",
     "mis", "MIS", "FeatureSimilarity", "Trial", "plan_trials", "trial_probability", "MIS_SCALE", "TRIALS",
     "REFERENCES", "MIN_EXAMPLES",
-    "verdict", "Verdict", "CONSISTENT", "CHECK", "OFF_NATURAL", "PATH_OK", "PATH_STRONG", "RATIO_MIN", "MIS_OFF", "MIS_OK",
+    "verdict", "Verdict", "CONSISTENT", "CHECK", "OFF_NATURAL", "PATH_OK", "PATH_STRONG", "RATIO_MIN",
+    "MIS_OFF", "MIS_OK",
     "MIS_NATURAL_MIN", "RATIO_MAX",
     "plant", "Plant", "grating_amplitude",
 ]
