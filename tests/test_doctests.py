@@ -6,6 +6,7 @@ has the real 112 channels), ``images`` (a few small random images) and ``dataset
 Each runs in a fresh folder holding ``photos/cats/a.jpg`` and ``photos/dogs/b.png``, and what it
 registers is forgotten afterwards.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -18,7 +19,6 @@ import captum
 import captum.attr
 import pytest
 import torch
-
 from PIL import Image
 
 import captum_fv
@@ -33,15 +33,18 @@ _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # 112 channels at _blocks.8), but every block unexpanded with 3x3 kernels and a thin head.
 _THIN = EfficientNetSpec(
     name="thin EfficientNet-Lite0 (doctests)",
-    stages=tuple(Stage(*row) for row in (
-        (1, 3, 1, 1, 32, 8),
-        (2, 3, 2, 1, 8, 8),
-        (2, 3, 2, 1, 8, 16),
-        (3, 3, 2, 1, 16, 16),
-        (3, 3, 1, 1, 16, 112),
-        (4, 3, 2, 1, 112, 16),
-        (1, 3, 1, 1, 16, 16),
-    )),
+    stages=tuple(
+        Stage(*row)
+        for row in (
+            (1, 3, 1, 1, 32, 8),
+            (2, 3, 2, 1, 8, 8),
+            (2, 3, 2, 1, 8, 16),
+            (3, 3, 2, 1, 16, 16),
+            (3, 3, 1, 1, 16, 112),
+            (4, 3, 2, 1, 112, 16),
+            (1, 3, 1, 1, 16, 16),
+        )
+    ),
     head_channels=32,
 )
 
@@ -112,8 +115,9 @@ def test_examples_are_found() -> None:
 
 
 @pytest.mark.parametrize("test", _TESTS, ids=[t.name for t in _TESTS])
-def test_docstring_examples(test: doctest.DocTest, shared: Dict[str, Any], tmp_path,
-                            monkeypatch, restore_registry) -> None:
+def test_docstring_examples(
+    test: doctest.DocTest, shared: Dict[str, Any], tmp_path, monkeypatch, restore_registry
+) -> None:
     _make_photos(tmp_path)
     monkeypatch.chdir(tmp_path)  # examples that save files write here
     test.globs = {**shared, **test.globs}  # the module's own names win
