@@ -5,7 +5,8 @@ optimum maximizes its negation, and penalties are costs you subtract.
 
 >>> import captum_fv as fv
 >>> model = fv.models.efficientnet_lite0()
->>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True, steps=32)
+>>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True,
+...                                                          size=64, steps=32)
 """
 from .version import __version__
 
