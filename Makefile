@@ -26,8 +26,6 @@ report: $(VENV)/.installed
 	$(VENV)/bin/captum-fv report --out $(OUT)
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check captum_fv tests benchmarks tutorials
-	$(VENV)/bin/ruff format --check captum_fv tests benchmarks tutorials
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
