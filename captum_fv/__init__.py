@@ -4,9 +4,10 @@ Objectives are **maximized** everywhere: a unit's positive optimum maximizes it,
 optimum maximizes its negation, and penalties are costs you subtract.
 
 >>> import captum_fv as fv
->>> model = fv.models.efficientnet_lite0()
 >>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, facets=4, negative=True,
-...                                                          size=64, steps=32)
+...                                                          size=64, steps=8, progress=False)
+>>> v.positive.shape, v.negative.shape, v.facets.shape
+(torch.Size([1, 3, 64, 64]), torch.Size([1, 3, 64, 64]), torch.Size([4, 3, 64, 64]))
 """
 from .version import __version__
 

@@ -8,8 +8,9 @@ usual transforms; the cost of moving away from it is the relative distance of an
 activation to the photo's own (its :func:`captum_fv.objectives.inversion`). Every (unit, image)
 pair is one batch slot of a single render.
 
->>> acc = fv.accentuate(model, "_blocks.8", photos, [3, 12], steps=64)
->>> acc.images.shape, acc.before.shape   # (2, N, 3, H, W), (2, N)
+>>> acc = fv.accentuate(model, "_blocks.8", images[:2], [3, 12], steps=4)
+>>> acc.images.shape, acc.before.shape   # (units, N, 3, H, W), (units, N)
+(torch.Size([2, 2, 3, 64, 64]), torch.Size([2, 2]))
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Heat maps of attributions, drawn as Captum's visualization does (no matplotlib needed).
 
->>> a = fv.attribute(model, "_blocks.8", images, 12)
+>>> a = fv.attribute(model, "_blocks.8", images[:1], 12, n_steps=8, tolerance=None)
 >>> rgb = overlay(images[0], a.attributions[0], sign="positive")   # (3, H, W) in [0, 1]
 """
 from __future__ import annotations

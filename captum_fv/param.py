@@ -322,7 +322,9 @@ def magnitude_spectrum(dataset: Iterable[Any], size: Optional[Size] = MAGNITUDE_
     ``periodic``: of each image's periodic component (:func:`periodic_spectrum`), without the
     border cross (False: the plain ``|rfft2(image)|``).
 
-    >>> mag = param.magnitude_spectrum(fv.data.sample_images(size=128, crops=8), size=128)
+    >>> mag = fv.param.magnitude_spectrum(fv.data.sample_images(size=64, crops=2), size=64)
+    >>> mag.shape  # (C, h, w // 2 + 1)
+    torch.Size([3, 64, 33])
     """
     total, n = None, 0
     inv = torch.linalg.inv(color_correlation())
@@ -373,7 +375,7 @@ def maco(
     The sigmoid, not clipping (the paper allows either): the standardized image is mostly in
     its near-linear range, so the spectrum is barely bent, and no pixel loses its gradient.
 
-    >>> p = param.maco(128, batch=4)
+    >>> p = fv.param.maco(128, batch=4)
     >>> p().shape
     torch.Size([4, 3, 128, 128])
     """

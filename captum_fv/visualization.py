@@ -90,7 +90,7 @@ class NeuronVisualization:
     most, ``.negative`` the one that drives it lowest.
 
     >>> viz = NeuronVisualization(model, "_blocks.8")
-    >>> v = viz.visualize(12, facets=4, negative=True, size=64, steps=32)
+    >>> v = viz.visualize(12, facets=4, negative=True, size=64, steps=8, progress=False)
     >>> v.positive.shape, v.facets.shape, v.activation["positive"]
     (torch.Size([1, 3, 64, 64]), torch.Size([4, 3, 64, 64]), tensor([...]))
     """

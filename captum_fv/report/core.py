@@ -50,8 +50,8 @@ class NeuronReport:
     keeps only its own units in ``.units`` (and can draw only those with ``figure``).
 
     >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=64, crops=2),
-    ...                       size=64, steps=16, facets=2, k=2, progress=False)
-    >>> report.build(range(2)).save("report")
+    ...                       size=64, steps=4, facets=1, k=2, progress=False)
+    >>> report.build(range(1)).save("report")
     PosixPath('report/index.html')
     """
 
