@@ -104,14 +104,16 @@ for u in sorted(evolution.units.values(), key=lambda u: -u.record["change"]):
     print(f"{r['title']:11s} change {r['change']:.2f}  settled from {r['settled']:9s} similarity [{sims}]  overlap [{laps}]")
 
 # %% [markdown]
-# Each row: one channel's optimum at each checkpoint, with its similarity to the final optimum.
-# At initialization the optima are textures the random filters happen to like; as training goes
-# on they turn into strokes and parts of digits, and once the similarity stays above 0.9 the
-# feature has settled.
+# Each row: one of the four most changed channels, its optimum at each checkpoint with its
+# similarity to the final optimum. At initialization the optima are noise-like textures the random
+# filters happen to like; as training goes on most turn into thick stroke-like bars (the parts
+# digits are made of), and once the similarity stays at or above 0.9 the feature has settled. A
+# channel whose optima stay faint and grey barely responds to anything; its similarities say
+# little.
 
 # %%
 labels = evolution.labels
-for u in list(evolution.units.values())[:4]:
+for u in sorted(evolution.units.values(), key=lambda u: -u.record["change"])[:4]:
     r = u.record
     show(u.optima(), [f"{lab}\n{s:.2f}" for lab, s in zip(labels, r["similarity"])], suptitle=r["title"])
 
