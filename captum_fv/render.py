@@ -315,6 +315,7 @@ def render(
         saver = Rescue(RescueConfig.of(rescue), start.shape[0], steps, seed)
         snapshots, history = optimize(loop, run, schedule, start, progress, saver)
         images, values = final_values(loop, run, steps)
+    saver.settle(values)
     if saver.dead and saver.config.warn:
         warnings.warn(saver.message(obj.name), stacklevel=2)
     snapshots[steps] = images

@@ -216,6 +216,7 @@ class Rescue:
         self.attempts = [0] * batch
         self.zero_all = torch.ones(batch, dtype=torch.bool)
         self.dead: List[int] = []
+        self.at_check: Dict[int, float] = {}  # a dead slot's value when it was found dead
         self.generator = torch.Generator().manual_seed(seed + 7919)  # never the global RNG
 
     def active(self, step: int) -> bool:
@@ -244,6 +245,10 @@ class Rescue:
         again = [s for s in still if room and self.attempts[s] < self.config.retries]
         named = constant if self.config.slots is not None else []
         self.dead = sorted(set(self.dead) | (set(still) - set(again)) | set(named))
+        if self.dead:
+            with torch.no_grad():
+                now = score(like).float().cpu()
+            self.at_check.update({s: float(now[s]) for s in self.dead if s not in self.at_check})
         self.watch = set(again)
         restart = [s for s in again if bool(self.zero_all[s])]  # redirection did not move them
         for s in again:
@@ -254,6 +259,11 @@ class Rescue:
         if again:
             self.phase_end = step + 1 + self.config.steps
             self.zero_all = torch.ones(self.batch, dtype=torch.bool)
+
+    def settle(self, final: torch.Tensor) -> None:
+        """Keep as dead only the slots whose final value is still the one they were found dead
+        with (momentum may carry a slot into the active region after its last check)."""
+        self.dead = [s for s in self.dead if float(final[s]) == self.at_check.get(s, float(final[s]))]
 
     def message(self, name: str) -> str:
         phases = 1 + max((self.attempts[s] for s in self.dead), default=0)
