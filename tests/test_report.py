@@ -58,7 +58,7 @@ def test_report_files_and_json(built):
         shown = [u["activation"]["positive"], u["dataset_max"], u["dataset_min"]]
         shown += [e["activation"] for e in u["top"] + u["bottom"]]
         for x in shown:
-            assert writer._fmt(float(x)) in page
+            assert writer.format_number(float(x)) in page
         # positive activation really is what the model gives on the saved image (up to PNG rounding)
         from PIL import Image
         import numpy as np

@@ -140,11 +140,7 @@ class FeatureEvolution:
         (``.resumed`` says which units were redone and why). Returns the path of ``index.html``."""
         out_dir, units = Path(out_dir), as_units(units)
         shared = self._shared
-        with dist_lib.all_or_none(shared):
-            if dist_lib.rank() == 0 or not shared:
-                folder.claim(out_dir, force=force)
-        if shared:
-            dist_lib.barrier()
+        folder.claim_shared(out_dir, force, shared)
         with dist_lib.all_or_none(shared):
             self._evolve(units, out_dir, resume)
         if shared:

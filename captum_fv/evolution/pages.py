@@ -8,15 +8,8 @@ from typing import Any, Dict, List, Sequence
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
+from ..report.writer import format_number
 from ..report.folder import INDEX, REPORT_JSON, atomic_write_text, check_replaceable, record_written
-
-
-def _num(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)
 
 
 def environment() -> Environment:
@@ -26,7 +19,7 @@ def environment() -> Environment:
                              PackageLoader("captum_fv.report", "templates")]),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    env.filters["num"] = _num
+    env.filters["num"] = format_number
     return env
 
 

@@ -321,15 +321,6 @@ class NeuronReport:
                 self._write_index(out_dir, names, timings, written_by)
         return out_dir / "index.html"
 
-    def _claim(self, out_dir: Path, force: bool) -> None:
-        """Rank 0 (or this process) makes ``out_dir`` ours before any rank writes into it."""
-        shared = self._shared
-        with dist_lib.all_or_none(shared):
-            if dist_lib.rank() == 0 or not shared:
-                folder.claim(out_dir, force=force)
-        if shared:
-            dist_lib.barrier()
-
     def save(self, out_dir: Union[str, Path], force: bool = False) -> Path:
         """Write every built unit and the index; returns the path of ``index.html``.
 
@@ -337,7 +328,7 @@ class NeuronReport:
         into another folder when none of the report's names is there (else OutputFolderError).
         In a process group every rank calls it: each writes the units it built, rank 0 the index."""
         out_dir = Path(out_dir)
-        self._claim(out_dir, force)
+        folder.claim_shared(out_dir, force, self._shared)
         with dist_lib.all_or_none(self._shared):
             for name in self.units:
                 self._write_unit(out_dir, name)
@@ -353,7 +344,7 @@ class NeuronReport:
         units = as_units(units)
         names = [u.file_name for u in units]
         shared = self._shared
-        self._claim(out_dir, force)
+        folder.claim_shared(out_dir, force, self._shared)
         fingerprint = self.fingerprint
         todo: Optional[ResumePlan] = None
         with dist_lib.all_or_none(shared):

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .. import distributed as dist_lib
 from ..version import __version__
 
 MARKER = ".captum-fv.json"
@@ -138,3 +139,12 @@ def record_written(out_dir: Path, names: List[str]) -> None:
     files = dict((_read_marker(out_dir) or {}).get("files", {}))
     files.update({n: digest(out_dir / n) for n in names})
     _write_marker(out_dir, files)
+
+
+def claim_shared(out_dir: Path, force: bool, shared: bool) -> None:
+    """:func:`claim` by rank 0 (or this process alone) before any rank writes into ``out_dir``."""
+    with dist_lib.all_or_none(shared):
+        if dist_lib.rank() == 0 or not shared:
+            claim(out_dir, force=force)
+    if shared:
+        dist_lib.barrier()

@@ -29,11 +29,12 @@ def _env() -> Environment:
         loader=PackageLoader("captum_fv.report", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    env.filters["num"] = _fmt
+    env.filters["num"] = format_number
     return env
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def format_number(x: Any, digits: int = 3) -> str:
+    """A number as the pages show it: 3 significant digits, a dash for None."""
     if x is None:
         return "–"
     if isinstance(x, float):
