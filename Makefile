@@ -25,7 +25,11 @@ install: $(VENV)/.installed
 report: $(VENV)/.installed
 	$(VENV)/bin/captum-fv report --out $(OUT)
 
+LINTED := captum_fv tests benchmarks tutorials
+
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed

@@ -26,6 +26,7 @@ below P, and the distributed speed-up should be compared with it rather than wit
 
     python benchmarks/bench_distributed.py [--procs 2] [--units 0-3] [--steps 64] [--size 96]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,26 @@ def _env(args: argparse.Namespace) -> Dict[str, str]:
 
 
 def _report_args(args: argparse.Namespace, units: str, out: Path) -> List[str]:
-    return ["-m", "captum_fv", "report", "--layer", args.layer, "--units", units,
-            "--steps", str(args.steps), "--size", str(args.size), "--facets", str(args.facets),
-            "--max-batch", str(args.max_batch), "--out", str(out), "--quiet"]
+    return [
+        "-m",
+        "captum_fv",
+        "report",
+        "--layer",
+        args.layer,
+        "--units",
+        units,
+        "--steps",
+        str(args.steps),
+        "--size",
+        str(args.size),
+        "--facets",
+        str(args.facets),
+        "--max-batch",
+        str(args.max_batch),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def _printed_time(stdout: str) -> float:
@@ -76,9 +94,14 @@ def run(procs: int, args: argparse.Namespace, out: Path) -> Dict[str, float]:
 
 def ceiling(procs: int, args: argparse.Namespace, units: str, tmp: Path) -> float:
     """Throughput gain of ``procs`` independent one-process reports at once over one alone."""
+
     def start(i: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable] + _report_args(args, units, tmp / f"c{i}"),
-                                env=_env(args), stdout=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable] + _report_args(args, units, tmp / f"c{i}"),
+            env=_env(args),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     alone = _printed_time(start(-1).communicate()[0])
     together = [start(i) for i in range(procs)]
@@ -104,18 +127,25 @@ def main(argv: List[str] = None) -> None:
 
     n_units = len(parse_units(args.units))
     chunks = -(-n_units // max(1, args.max_batch // (2 + args.facets)))
-    where = (f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda
-             else f"CPU, {os.cpu_count()} cores, {args.threads} thread(s) per process")
-    print(f"report: {n_units} units of {args.layer}, {args.steps} steps, {args.size} px, facets "
-          f"{args.facets}, {chunks} optimization chunks; {where}")
+    where = (
+        f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+        if cuda
+        else f"CPU, {os.cpu_count()} cores, {args.threads} thread(s) per process"
+    )
+    print(
+        f"report: {n_units} units of {args.layer}, {args.steps} steps, {args.size} px, facets "
+        f"{args.facets}, {chunks} optimization chunks; {where}"
+    )
     if chunks < args.procs:
         print(f"note: only {chunks} chunks for {args.procs} processes; some will have nothing to optimize")
     per_chunk = max(1, args.max_batch // (2 + args.facets))
     chunk_units = ",".join(str(u) for u in parse_units(args.units)[:per_chunk])
     with tempfile.TemporaryDirectory() as tmp:
         res = {n: run(n, args, Path(tmp) / f"p{n}") for n in (1, args.procs)}
-        same = (json.loads((Path(tmp) / "p1" / "report.json").read_text())["units"]
-                == json.loads((Path(tmp) / f"p{args.procs}" / "report.json").read_text())["units"])
+        same = (
+            json.loads((Path(tmp) / "p1" / "report.json").read_text())["units"]
+            == json.loads((Path(tmp) / f"p{args.procs}" / "report.json").read_text())["units"]
+        )
         gain = None if cuda else ceiling(args.procs, args, chunk_units, Path(tmp))
     one, many = res[1], res[args.procs]
     print(f"{'':28s}{'1 process':>12s}{f'{args.procs} processes':>14s}{'speed-up':>10s}")
@@ -126,8 +156,10 @@ def main(argv: List[str] = None) -> None:
         print(f"  {key + ', s':26s}{one[key]:12.2f}{many[key]:14.2f}{one[key] / max(many[key], 1e-9):9.2f}x")
     print(f"identical units in report.json: {same}")
     if gain is not None:
-        print(f"machine ceiling: {args.procs} independent 1-process reports of one chunk (units "
-              f"{chunk_units}) at once: {gain:.2f}x the throughput of one alone")
+        print(
+            f"machine ceiling: {args.procs} independent 1-process reports of one chunk (units "
+            f"{chunk_units}) at once: {gain:.2f}x the throughput of one alone"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ an image folder of 20,000 files (the bad-file check included), each timed here.
 
     python benchmarks/bench_fingerprint.py [--files 20000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def main() -> None:
     args = p.parse_args()
     model = fv.models.efficientnet_lite0()
     n_params = sum(t.numel() for t in model.state_dict().values())
-    print(f"weights digest, default model ({n_params / 1e6:.1f}M values): "
-          f"{_best(lambda: fingerprint.weights_digest(model)):.3f} s")
+    print(
+        f"weights digest, default model ({n_params / 1e6:.1f}M values): "
+        f"{_best(lambda: fingerprint.weights_digest(model)):.3f} s"
+    )
     print(f"architecture digest, default model: {_best(lambda: fingerprint.architecture_digest(model)):.3f} s")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -50,8 +53,10 @@ def main() -> None:
         ds = fv.data.image_folder(root, size=32)
         made = time.perf_counter() - t
         print(f"image_folder of {len(ds)} files (discovery + bad-file check of every file): {made:.2f} s")
-        print(f"dataset fingerprint of {len(ds)} files (paths, sizes, mtimes, crops): "
-              f"{_best(lambda: fingerprint.dataset_digest(ds)):.3f} s")
+        print(
+            f"dataset fingerprint of {len(ds)} files (paths, sizes, mtimes, crops): "
+            f"{_best(lambda: fingerprint.dataset_digest(ds)):.3f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Plain script; prints figures measured in this run and never asserts times.
 
     python benchmarks/bench_mining.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,17 @@ def bench_mining(model: torch.nn.Module, repeats: int) -> None:
     miner = DatasetExamples(model, LAYER)
     print(f"mining: all channels of {LAYER}, {n} images of {SIZE} px, batch {BATCH}, k=9")
     for label, data in (("images in memory", images), ("through the Dataset", ds)):
-        t_plain, t_mine = best_of([
-            lambda: plain_inference(model, data, BATCH),
-            lambda: miner.collect(data, k=9, batch_size=BATCH, progress=False),
-        ], repeats)
-        print(f"  {label:20s} plain inference {n / t_plain:7.1f} img/s   mining {n / t_mine:7.1f} img/s"
-              f"   ratio {t_plain / t_mine:.2f}")
+        t_plain, t_mine = best_of(
+            [
+                lambda: plain_inference(model, data, BATCH),
+                lambda: miner.collect(data, k=9, batch_size=BATCH, progress=False),
+            ],
+            repeats,
+        )
+        print(
+            f"  {label:20s} plain inference {n / t_plain:7.1f} img/s   mining {n / t_mine:7.1f} img/s"
+            f"   ratio {t_plain / t_mine:.2f}"
+        )
 
 
 def bench_integrated_gradients(model: torch.nn.Module, repeats: int) -> None:
@@ -71,16 +77,18 @@ def bench_integrated_gradients(model: torch.nn.Module, repeats: int) -> None:
         inp = batch.clone().requires_grad_()
         model(inp).sum().backward()
 
-    t_ig, t_steps, t_batch = best_of([
-        lambda: attribute(model, LAYER, x, 12, n_steps=STEPS, tolerance=None),  # one Captum call
-        lambda: [fwd_bwd(x) for _ in range(STEPS)],
-        lambda: fwd_bwd(x.expand(STEPS, -1, -1, -1)),
-    ], repeats)
+    t_ig, t_steps, t_batch = best_of(
+        [
+            lambda: attribute(model, LAYER, x, 12, n_steps=STEPS, tolerance=None),  # one Captum call
+            lambda: [fwd_bwd(x) for _ in range(STEPS)],
+            lambda: fwd_bwd(x.expand(STEPS, -1, -1, -1)),
+        ],
+        repeats,
+    )
     for p in frozen:
         p.requires_grad_(True)
     print(f"integrated gradients: one {SIZE} px example, n_steps={STEPS}, unit {LAYER} channel 12")
-    print(f"  IG {t_ig * 1e3:8.1f} ms   {STEPS} x bare fwd+bwd {t_steps * 1e3:8.1f} ms   "
-          f"ratio {t_ig / t_steps:.2f}")
+    print(f"  IG {t_ig * 1e3:8.1f} ms   {STEPS} x bare fwd+bwd {t_steps * 1e3:8.1f} ms   ratio {t_ig / t_steps:.2f}")
     print(f"  one batched fwd+bwd of {STEPS} images {t_batch * 1e3:8.1f} ms   ratio {t_ig / t_batch:.2f}")
 
 

@@ -21,6 +21,7 @@ Recipes that need natural examples (``"aligned"``) get each unit's top natural c
 One table per measure, recipes as rows; wall time per part; all figures also in
 benchmarks/out/bench_quality.json. ``--quick`` is a smoke run with tiny settings (figures meaningless).
 """
+
 from __future__ import annotations
 
 import json
@@ -133,11 +134,15 @@ def contact_sheet(images: torch.Tensor, captions: Sequence[str], path: str, cols
 # ----------------------------------------------------------------------------- classes
 
 
-def topk_hits(model: nn.Module, images: torch.Tensor, classes: Sequence[int], size: int | None = None
-              ) -> tuple[int, int]:
+def topk_hits(
+    model: nn.Module, images: torch.Tensor, classes: Sequence[int], size: int | None = None
+) -> tuple[int, int]:
     """How many images ``model`` gives their class as top-1 and within its top 5."""
-    x = images if size is None or size == images.shape[-1] else F.interpolate(
-        images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = (
+        images
+        if size is None or size == images.shape[-1]
+        else F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    )
     with torch.no_grad():
         top5 = model(x).topk(5, dim=1).indices
     target = torch.tensor(classes)[:, None]
@@ -151,16 +156,24 @@ def class_examples(model: nn.Module, classes: Sequence[int], s: Settings) -> lis
     return top_k(logits[:, list(classes)], pool, TOP_EXAMPLES)
 
 
-def bench_classes(lite0: nn.Module, others: dict[str, nn.Module], recipes: Sequence[str | None],
-                  s: Settings) -> list[dict[str, object]]:
+def bench_classes(
+    lite0: nn.Module, others: dict[str, nn.Module], recipes: Sequence[str | None], s: Settings
+) -> list[dict[str, object]]:
     classes = list(CLASSES[: s.classes])
     labels = fv.models.imagenet_labels()
     examples = class_examples(lite0, classes, s) if any(map(needs_examples, recipes)) else None
     rows = []
     for recipe in recipes:
         t = time.perf_counter()
-        res = fv.render(lite0, obj.class_logit(classes, batch=range(len(classes))), size=s.class_size,
-                        batch=len(classes), steps=s.class_steps, progress=False, **recipe_kwargs(recipe, examples))
+        res = fv.render(
+            lite0,
+            obj.class_logit(classes, batch=range(len(classes))),
+            size=s.class_size,
+            batch=len(classes),
+            steps=s.class_steps,
+            progress=False,
+            **recipe_kwargs(recipe, examples),
+        )
         row: dict[str, object] = {"recipe": str(recipe), "own_top1": topk_hits(lite0, res.images, classes)[0]}
         for name, model in others.items():
             row[f"{name}_top1"], row[f"{name}_top5"] = topk_hits(model, res.images, classes)
@@ -177,8 +190,9 @@ def save_class_sheets(images: torch.Tensor, classes: Sequence[int], labels: Sequ
     contact_sheet(images, [f"{c} {labels[c]}" for c in classes], os.path.join(OUT, f"classes_{recipe}.png"))
     order = list(range(len(classes)))
     random.Random(14).shuffle(order)
-    contact_sheet(images[order], [f"#{i + 1}" for i in range(len(order))],
-                  os.path.join(OUT, f"classes_{recipe}_blind.png"))
+    contact_sheet(
+        images[order], [f"#{i + 1}" for i in range(len(order))], os.path.join(OUT, f"classes_{recipe}_blind.png")
+    )
     key = {f"#{i + 1}": {"class": classes[j], "label": labels[classes[j]]} for i, j in enumerate(order)}
     with open(os.path.join(OUT, f"classes_{recipe}_blind_key.json"), "w") as f:
         json.dump(key, f, indent=1)
@@ -203,15 +217,27 @@ def natural_best(model: nn.Module, layer: str, pool: torch.Tensor) -> tuple[torc
     return means, means.max(dim=0).values
 
 
-def run_units(model: nn.Module, layer: str, units: Sequence[int], size: int, steps: int,
-              recipe: str | None, examples: list[torch.Tensor] | None) -> UnitRun:
+def run_units(
+    model: nn.Module,
+    layer: str,
+    units: Sequence[int],
+    size: int,
+    steps: int,
+    recipe: str | None,
+    examples: list[torch.Tensor] | None,
+) -> UnitRun:
     """Visualize ``units`` of ``layer`` in one batch; errors and warnings are recorded, not raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             vs = fv.NeuronVisualization(model, layer).visualize(
-                list(units), size=size, steps=steps, max_batch=len(units), progress=False,
-                **recipe_kwargs(recipe, examples))
+                list(units),
+                size=size,
+                steps=steps,
+                max_batch=len(units),
+                progress=False,
+                **recipe_kwargs(recipe, examples),
+            )
         except Exception as err:  # noqa: BLE001 - the benchmark counts failures rather than stopping
             return UnitRun(None, None, f"{type(err).__name__}: {err}", [str(w.message) for w in caught])
     reached = torch.stack([v.activation["positive"].flatten()[0] for v in vs])
@@ -230,16 +256,24 @@ def bench_channels(model: nn.Module, recipes: Sequence[str | None], s: Settings)
         for recipe in recipes:
             t = time.perf_counter()
             run = run_units(model, layer, units, s.channel_size, s.channel_steps, recipe, examples)
-            row: dict[str, object] = {"recipe": str(recipe), "layer": layer, "units": len(units),
-                                      "natural_hf_energy": float(natural_hfe)}
+            row: dict[str, object] = {
+                "recipe": str(recipe),
+                "layer": layer,
+                "units": len(units),
+                "natural_hf_energy": float(natural_hfe),
+            }
             if run.reached is None:
                 row["error"] = run.error
             else:
                 ratio = run.reached / best[units].clamp(min=1e-6)
-                row.update(median_ratio=float(ratio.median()), min_ratio=float(ratio.min()),
-                           at_least_best=int((ratio >= 1).sum()), median_hf=float(run.hf_energy.median()),
-                           max_hf=float(run.hf_energy.max()),
-                           hf_in_natural_range=int(((run.hf_energy >= 0.02) & (run.hf_energy <= 0.07)).sum()))
+                row.update(
+                    median_ratio=float(ratio.median()),
+                    min_ratio=float(ratio.min()),
+                    at_least_best=int((ratio >= 1).sum()),
+                    median_hf=float(run.hf_energy.median()),
+                    max_hf=float(run.hf_energy.max()),
+                    hf_in_natural_range=int(((run.hf_energy >= 0.02) & (run.hf_energy <= 0.07)).sum()),
+                )
             row["warnings"], row["seconds"] = len(run.warnings), round(time.perf_counter() - t, 1)
             rows.append(row)
     return rows
@@ -259,9 +293,12 @@ def bench_sweeps(model: nn.Module, recipes: Sequence[str | None], s: Settings) -
             if run.reached is None:
                 row.update(raised=len(units), below_best="-", exactly_zero="-", error=run.error)
             else:
-                row.update(raised=0, below_best=int((run.reached < best[units]).sum()),
-                           exactly_zero=int((run.reached == 0).sum()),
-                           median_ratio=float((run.reached / best[units].clamp(min=1e-6)).median()))
+                row.update(
+                    raised=0,
+                    below_best=int((run.reached < best[units]).sum()),
+                    exactly_zero=int((run.reached == 0).sum()),
+                    median_ratio=float((run.reached / best[units].clamp(min=1e-6)).median()),
+                )
             row["dead_warnings"] = sum("dead" in w or "zero gradient" in w for w in run.warnings)
             row["seconds"] = round(time.perf_counter() - t, 1)
             rows.append(row)
@@ -300,16 +337,24 @@ def main(argv: Sequence[str]) -> None:
         if part == "classes":
             others = {"lite1": fv.models.efficientnet_lite1(), "lite2": fv.models.efficientnet_lite2()}
             rows = bench_classes(lite0, others, recipes, s)
-            print_rows(f"class images ({s.classes} classes, {s.class_size} px, {s.class_steps} steps; "
-                       f"hits out of {s.classes})", rows)
+            print_rows(
+                f"class images ({s.classes} classes, {s.class_size} px, {s.class_steps} steps; "
+                f"hits out of {s.classes})",
+                rows,
+            )
         elif part == "channels":
             rows = bench_channels(lite0, recipes, s)
-            print_rows(f"channels ({s.channels} per layer, {s.channel_size} px, {s.channel_steps} steps; "
-                       "ratio = activation / best natural crop)", rows)
+            print_rows(
+                f"channels ({s.channels} per layer, {s.channel_size} px, {s.channel_steps} steps; "
+                "ratio = activation / best natural crop)",
+                rows,
+            )
         else:
             rows = bench_sweeps(lite0, recipes, s)
-            print_rows(f"sweeps ({s.sweep_units} channels per layer, one batch, {s.sweep_size} px, "
-                       f"{s.sweep_steps} steps)", rows)
+            print_rows(
+                f"sweeps ({s.sweep_units} channels per layer, one batch, {s.sweep_size} px, {s.sweep_steps} steps)",
+                rows,
+            )
         results[part] = rows
         timings.append([part, round(time.perf_counter() - t, 1)])
     print(table("wall time per part", ["part", "seconds"], timings))

@@ -12,6 +12,7 @@
 
 The benchmark process tunes the allocator as the command line does (``allocator`` aside).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,8 @@ import torch
 
 import captum_fv as fv
 from captum_fv import transforms as T
-from captum_fv.hooks import Capture, model_guard
 from captum_fv.addressing import resolve_layer
+from captum_fv.hooks import Capture, model_guard
 
 LAYER = "_blocks.8"
 OUT = os.path.join(os.path.dirname(__file__), "out")
@@ -71,11 +72,16 @@ def truncation(model: torch.nn.Module, layers=("_blocks.3", "_blocks.8", "_block
 
     for layer in layers:
         ref = resolve_layer(model, layer)
-        with model_guard(model), Capture(model, model, [ref]) as cut, \
-                Capture(model, model, [ref], truncate=False) as full:
+        with (
+            model_guard(model),
+            Capture(model, model, [ref]) as cut,
+            Capture(model, model, [ref], truncate=False) as full,
+        ):
             t_cut, t_full = _time_pair(lambda: step(cut, ref.key), lambda: step(full, ref.key))
-        print(f"[truncation] batch 8 @224px, fwd+bwd to {layer}: truncated {t_cut * 1e3:.0f} ms, "
-              f"full model {t_full * 1e3:.0f} ms: ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)")
+        print(
+            f"[truncation] batch 8 @224px, fwd+bwd to {layer}: truncated {t_cut * 1e3:.0f} ms, "
+            f"full model {t_full * 1e3:.0f} ms: ratio {t_cut / t_full:.2f} (speed-up {t_full / t_cut:.2f}x)"
+        )
         out[layer] = t_cut / t_full
     return out
 
@@ -96,9 +102,11 @@ def overhead(model: torch.nn.Module, batch: int = 8, size: int = 128, steps: int
 
     with model_guard(model):
         t_bare = _time(bare)
-    print(f"[overhead] batch {batch} @{size}px (model sees {seen}px), {LAYER}: render step "
-          f"{per_step * 1e3:.0f} ms vs bare prefix fwd+bwd {t_bare * 1e3:.0f} ms: "
-          f"ratio {per_step / t_bare:.2f} (goal <= 1.5)")
+    print(
+        f"[overhead] batch {batch} @{size}px (model sees {seen}px), {LAYER}: render step "
+        f"{per_step * 1e3:.0f} ms vs bare prefix fwd+bwd {t_bare * 1e3:.0f} ms: "
+        f"ratio {per_step / t_bare:.2f} (goal <= 1.5)"
+    )
     return {"render_step_ms": per_step * 1e3, "bare_ms": t_bare * 1e3, "ratio": per_step / t_bare}
 
 
@@ -116,13 +124,22 @@ def param(model: torch.nn.Module, chans=(3, 12, 40, 97), size: int = 128) -> Non
         "fourier+decorrelated": dict(fft=True, decorrelate=True, transforms=[]),
         "fourier+decorr+transforms": dict(fft=True, decorrelate=True, transforms=None),
     }
-    print(f"[param] {LAYER} channels {chans} @{size}px: mean activation | high-frequency energy "
-          f"(fraction above half Nyquist; natural photos ~0.02-0.07)")
+    print(
+        f"[param] {LAYER} channels {chans} @{size}px: mean activation | high-frequency energy "
+        f"(fraction above half Nyquist; natural photos ~0.02-0.07)"
+    )
     print(f"  {'setting':28s}" + "".join(f"{'step ' + str(m):>20s}" for m in marks))
     for name, kw in settings.items():
         p = fv.param.image(size, batch=len(chans), fft=kw["fft"], decorrelate=kw["decorrelate"])
-        res = fv.render(model, fv.objectives.channel(LAYER, chans), param=p, steps=steps,
-                        transforms=kw["transforms"], thresholds=marks, progress=False)
+        res = fv.render(
+            model,
+            fv.objectives.channel(LAYER, chans),
+            param=p,
+            steps=steps,
+            transforms=kw["transforms"],
+            thresholds=marks,
+            progress=False,
+        )
         cells = []
         for m in marks:
             snap = res.snapshots[m]
@@ -143,15 +160,18 @@ def ratio(model: torch.nn.Module, size: int = 128, layers=(LAYER, "_blocks.12"))
         n_ch = acts.shape[1]
         chans = list(range(0, n_ch, n_ch // 16))[:16]  # evenly spaced, not hand-picked
         best = acts[:, chans].max(0).values
-        res = fv.render(model, fv.objectives.channel(layer, chans), steps=steps, size=size,
-                        thresholds=[128], progress=False)
+        res = fv.render(
+            model, fv.objectives.channel(layer, chans), steps=steps, size=size, thresholds=[128], progress=False
+        )
         for m in sorted({128, steps}):
             got = fv.activations(model, layer, res.snapshots[m]).flatten(2).mean(2)
             r = got[torch.arange(len(chans)), chans] / best
             out[f"{layer}@{m}"] = r
-            print(f"[ratio] {layer} {len(chans)} channels @{size}px, {m} steps, activation / best of "
-                  f"{len(ds)} sample crops: min {r.min():.2f}x, median {r.median():.2f}x "
-                  f"(goal at 128: min >= 3, median >= 6)")
+            print(
+                f"[ratio] {layer} {len(chans)} channels @{size}px, {m} steps, activation / best of "
+                f"{len(ds)} sample crops: min {r.min():.2f}x, median {r.median():.2f}x "
+                f"(goal at 128: min >= 3, median >= 6)"
+            )
             print("        per channel: " + ", ".join(f"{c}:{v:.1f}" for c, v in zip(chans, r.tolist())))
         _save(res.images, f"ratio_{layer}.png")
     return {k: v.median().item() for k, v in out.items()}
@@ -168,20 +188,27 @@ def batching(model: torch.nn.Module, size: int = 128, steps: int = 16) -> Dict[s
     viz.visualize(list(range(8)), **kw)
     eight = (time.perf_counter() - t) / 8
     dev = "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name()
-    print(f"[batching] {dev}, {steps} steps @{size}px: one unit alone {one:.2f} s/unit, 8 units in "
-          f"one batch {eight:.2f} s/unit: {one / eight:.2f}x faster per unit")
+    print(
+        f"[batching] {dev}, {steps} steps @{size}px: one unit alone {one:.2f} s/unit, 8 units in "
+        f"one batch {eight:.2f} s/unit: {one / eight:.2f}x faster per unit"
+    )
     return {"alone_s": one, "batched_s": eight, "speedup": one / eight}
 
 
 def allocator(model: torch.nn.Module, layer: str = LAYER) -> Dict[str, float]:
     out = {}
-    runs = {mode: subprocess.run([sys.executable, __file__, "_per_image", mode], check=True,
-                                 capture_output=True, text=True).stdout.split()
-            for mode in ("default", "tuned")}
+    runs = {
+        mode: subprocess.run(
+            [sys.executable, __file__, "_per_image", mode], check=True, capture_output=True, text=True
+        ).stdout.split()
+        for mode in ("default", "tuned")
+    }
     for key, default, tuned in zip(runs["default"][::2], runs["default"][1::2], runs["tuned"][1::2]):
         out[key] = float(default) / float(tuned)
-        print(f"[allocator] {key}, prefix fwd+bwd to {layer}: glibc default {float(default):.1f} ms/image, "
-              f"tuned {float(tuned):.1f} ms/image: {out[key]:.2f}x faster")
+        print(
+            f"[allocator] {key}, prefix fwd+bwd to {layer}: glibc default {float(default):.1f} ms/image, "
+            f"tuned {float(tuned):.1f} ms/image: {out[key]:.2f}x faster"
+        )
     return out
 
 
@@ -192,6 +219,7 @@ def _per_image(model: torch.nn.Module, mode: str) -> None:
     prefix = _prefix(model, int(LAYER.split(".")[1]))
     for size in (128, 224):
         for batch in (8, 64):
+
             def step() -> None:
                 x = torch.rand(batch, 3, size, size, requires_grad=True)
                 prefix(x)[:, 0].mean().backward()
@@ -211,7 +239,13 @@ def _save(images: torch.Tensor, name: str) -> None:
 def main(argv: List[str]) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     names = [a for a in argv if not a.startswith("--")] or [
-        "truncation", "overhead", "batching", "allocator", "param", "ratio"]
+        "truncation",
+        "overhead",
+        "batching",
+        "allocator",
+        "param",
+        "ratio",
+    ]
     model = fv.models.efficientnet_lite0()
     if names[0] == "_per_image":
         return _per_image(model, names[1])

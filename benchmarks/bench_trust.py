@@ -15,6 +15,7 @@ and the time the trust block takes against optimizing the same units.
     python benchmarks/bench_trust.py            # 12 units of _blocks.8, 96 px, 64 steps
     python benchmarks/bench_trust.py --quick    # 4 units
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,38 +58,53 @@ def cases(args: argparse.Namespace) -> List[Dict]:
             out.append({"unit": u, "case": kind, "truth": truth, **_row(r)})
     for u in units[: args.planted]:
         pm = trust.plant(model, args.layer, u, nat)
-        pv = fv.NeuronVisualization(pm, args.layer).visualize(u, size=args.size, steps=args.steps,
-                                                               facets=args.facets, progress=False)
+        pv = fv.NeuronVisualization(pm, args.layer).visualize(
+            u, size=args.size, steps=args.steps, facets=args.facets, progress=False
+        )
         pex = fv.DatasetExamples(pm, args.layer).collect(ds, k=trust.MIN_EXAMPLES, units=[u], progress=False)
         r = trust.score(pm, args.layer, torch.cat([pv.positive, pv.facets]), u, pex)
         out.append({"unit": u, "case": "planted", "truth": "off-natural", **_row(r)})
-    print(f"time: optimization {t_opt:.1f} s for {len(units)} units, trust on their pictures {t_trust:.1f} s "
-          f"({100 * t_trust / t_opt:.0f}% of optimization)")
+    print(
+        f"time: optimization {t_opt:.1f} s for {len(units)} units, trust on their pictures {t_trust:.1f} s "
+        f"({100 * t_trust / t_opt:.0f}% of optimization)"
+    )
     return out
 
 
 def _row(r: trust.TrustRecord) -> Dict:
-    return {"verdict": r.verdict, "path": r.path.summary, "mis_fv": r.mis_fv.score,
-            "mis_natural": r.mis_natural.score, "ratio": r.ratio, "leak_free": r.mis_natural.leak_free}
+    return {
+        "verdict": r.verdict,
+        "path": r.path.summary,
+        "mis_fv": r.mis_fv.score,
+        "mis_natural": r.mis_natural.score,
+        "ratio": r.ratio,
+        "leak_free": r.mis_natural.leak_free,
+    }
 
 
 def summarize(rows: List[Dict]) -> None:
     print(f"{'case':12s} {'n':>3s} {'path':>15s} {'mis_fv':>13s} {'mis_nat':>6s} {'ratio':>13s}  verdicts")
     for case in dict.fromkeys(r["case"] for r in rows):
         rs = [r for r in rows if r["case"] == case]
+
         def rng(key):
             vals = sorted(r[key] for r in rs if r[key] is not None)
             return f"{vals[0]:+.3f}..{vals[-1]:+.3f}" if vals else "-"
+
         med = sorted(r["mis_natural"] for r in rs)[len(rs) // 2]
-        print(f"{case:12s} {len(rs):3d} {rng('path'):>15s} {rng('mis_fv'):>13s} {med:6.2f} {rng('ratio'):>13s}  "
-              f"{dict(Counter(r['verdict'] for r in rs))}")
+        print(
+            f"{case:12s} {len(rs):3d} {rng('path'):>15s} {rng('mis_fv'):>13s} {med:6.2f} {rng('ratio'):>13s}  "
+            f"{dict(Counter(r['verdict'] for r in rs))}"
+        )
     off = [r for r in rows if r["truth"] == "off-natural"]
     ok = [r for r in rows if r["truth"] == "consistent"]
     fp = sum(r["verdict"] == "consistent" for r in off) / max(len(off), 1)
     fn = sum(r["verdict"] == "off-natural" for r in ok) / max(len(ok), 1)
-    print(f"false positives (off-natural called consistent): {fp:.0%} of {len(off)}; "
-          f"false negatives (consistent called off-natural): {fn:.0%} of {len(ok)}; "
-          f"'check': {sum(r['verdict'] == 'check' for r in rows)} of {len(rows)}")
+    print(
+        f"false positives (off-natural called consistent): {fp:.0%} of {len(off)}; "
+        f"false negatives (consistent called off-natural): {fn:.0%} of {len(ok)}; "
+        f"'check': {sum(r['verdict'] == 'check' for r in rows)} of {len(rows)}"
+    )
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ pair is one batch slot of a single render.
 >>> acc.images.shape, acc.before.shape   # (units, N, 3, H, W), (units, N)
 (torch.Size([2, 2, 3, 64, 64]), torch.Size([2, 2]))
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,9 @@ def _per_unit_inputs(inputs: Union[torch.Tensor, Sequence[torch.Tensor]], n_unit
         return [inputs] * n_units
     inputs = list(inputs)
     if len(inputs) != n_units:
-        raise ValueError(f"{len(inputs)} image sets for {n_units} units; give one tensor per unit, "
-                         "or one tensor for all")
+        raise ValueError(
+            f"{len(inputs)} image sets for {n_units} units; give one tensor per unit, or one tensor for all"
+        )
     if len({tuple(x.shape) for x in inputs}) != 1:
         raise ValueError("every unit's images must have the same shape (N, C, H, W)")
     return inputs
@@ -107,17 +109,27 @@ def accentuate(
     obj = units_objective(layer, slot_units, list(range(len(slot_units))))
     if reg_weight:
         obj = obj + (reg_weight * float(spread)) * inversion(reg, acts[reg_key])
-    p = param_lib.image(tuple(start.shape[-2:]), batch=len(slot_units), channels=start.shape[1], init=start,
-                        seed=seed)
+    p = param_lib.image(tuple(start.shape[-2:]), batch=len(slot_units), channels=start.shape[1], init=start, seed=seed)
     if transforms is None:  # size-preserving, so the early layer stays comparable with the photo's
         transforms = tf.random_affine(scales=[0.95, 0.975, 1.0, 1.025, 1.05], degrees=range(-5, 6))
-    res = render(forward_func, obj, param=p, transforms=transforms, steps=steps, lr=lr, seed=seed,
-                 progress=progress, thresholds=(), additional_forward_args=additional_forward_args)
+    res = render(
+        forward_func,
+        obj,
+        param=p,
+        transforms=transforms,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+        thresholds=(),
+        additional_forward_args=additional_forward_args,
+    )
     final = reference_activations(module, forward_func, [layer, reg], res.images, additional_forward_args)
     after = torch.stack([u.value(final[key][s : s + 1])[0] for s, u in enumerate(slot_units)])
     ref = acts[reg_key]
     distance = (final[reg_key] - ref).flatten(1).pow(2).mean(1) / ref.flatten(1).pow(2).mean(1).clamp(min=1e-8)
     shape = (len(units), n) if is_many(neuron_selector) else (n,)
     images = res.images.reshape(*shape, *res.images.shape[1:])
-    return Accentuation(images, before.reshape(shape).cpu(), after.reshape(shape).cpu(),
-                        distance.reshape(shape).cpu(), reg_key)
+    return Accentuation(
+        images, before.reshape(shape).cpu(), after.reshape(shape).cpu(), distance.reshape(shape).cpu(), reg_key
+    )

@@ -4,6 +4,7 @@ A module that runs several times in one forward pass (ResNet's shared ``relu``) 
 ambiguous; pick one call with a ``#k`` suffix: ``"layer1.0.relu#1"`` is its second call.
 ``None`` (or ``""``) means the model's output, e.g. the logits for class objectives.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,7 +47,7 @@ def _without_wrapper_prefix(name: str, modules: dict) -> str:
         prefix = next((p for p in WRAPPER_PREFIXES if name.startswith(p)), None)
         if prefix is None:
             break
-        name = name[len(prefix):]
+        name = name[len(prefix) :]
     return name
 
 

@@ -10,6 +10,7 @@ captum-fv's command line tunes it for its own process, and a Python session opts
 >>> import captum_fv as fv
 >>> applied = fv.tune_cpu_allocator()  # once, before heavy CPU work; True where it applied
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -4,6 +4,7 @@ Exit codes: 0 success, 2 usage error, 1 runtime failure, each failure as one lin
 Under ``torchrun`` (``WORLD_SIZE`` > 1) ``report`` shares the work among the processes, one GPU
 each when CUDA is available, and rank 0 prints the result.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,7 +115,10 @@ def _dataset(spec: str, size: int):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="captum-fv", description="Feature visualization for Captum.")
     sub = p.add_subparsers(dest="command", required=True)
-    model_help = "efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2, torchvision:NAME, or package.module:factory"
+    model_help = (
+        "efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2, torchvision:NAME, "
+        "or package.module:factory"
+    )
 
     r = sub.add_parser("report", help="build a neuron report (no arguments: the demo)")
     r.add_argument("--model", default="efficientnet_lite0", help=model_help)
@@ -127,36 +131,68 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--facets", type=int, default=4, help="diversity facets per unit")
     r.add_argument("--k", type=int, default=6, help="top/bottom dataset examples per unit")
     r.add_argument("--attribution", default="integrated_gradients", help="attribution method name")
-    r.add_argument("--n-steps", type=int, default=None,
-                   help="integrated gradients: path steps to start with (Captum's n_steps, default 50)")
-    r.add_argument("--tolerance", type=float, default=None,
-                   help="integrated gradients: redo an example with more steps while its convergence "
-                        "delta exceeds this fraction of its activation change (default 0.05; 0: never)")
-    r.add_argument("--output", default=None,
-                   help="for models whose output is a dict, tuple or ModelOutput: the key or index that "
-                        "holds the logits (default: 'logits', or a tuple's first element)")
+    r.add_argument(
+        "--n-steps",
+        type=int,
+        default=None,
+        help="integrated gradients: path steps to start with (Captum's n_steps, default 50)",
+    )
+    r.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="integrated gradients: redo an example with more steps while its convergence "
+        "delta exceeds this fraction of its activation change (default 0.05; 0: never)",
+    )
+    r.add_argument(
+        "--output",
+        default=None,
+        help="for models whose output is a dict, tuple or ModelOutput: the key or index that "
+        "holds the logits (default: 'logits', or a tuple's first element)",
+    )
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--recipe", default=None, help="render recipe: fourier (default), maco, aligned")
-    r.add_argument("--accentuate", action="store_true",
-                   help="also accentuate each top example (what beside where; opt-in, adds time)")
-    r.add_argument("--max-batch", type=int, default=64,
-                   help="most images optimized at once; units are optimized (and shared among "
-                        "torchrun processes) in chunks of max_batch // (2 + facets)")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: the GPU cuda:LOCAL_RANK when CUDA is available, else the CPU")
+    r.add_argument(
+        "--accentuate",
+        action="store_true",
+        help="also accentuate each top example (what beside where; opt-in, adds time)",
+    )
+    r.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        help="most images optimized at once; units are optimized (and shared among "
+        "torchrun processes) in chunks of max_batch // (2 + facets)",
+    )
+    r.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: the GPU cuda:LOCAL_RANK when CUDA is available, else the CPU",
+    )
     r.add_argument("--out", default="report", help="output folder (nothing is written outside it)")
-    r.add_argument("--resume", action="store_true",
-                   help="keep units already complete in --out under the same model, weights, data and "
-                        "settings; redo the others")
-    r.add_argument("--force", action="store_true",
-                   help="write into an existing folder that is not a captum-fv report, if none of the "
-                        "report's names (index.html, report.json, units/) is there")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep units already complete in --out under the same model, weights, data and settings; redo the others",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing folder that is not a captum-fv report, if none of the "
+        "report's names (index.html, report.json, units/) is there",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ev = sub.add_parser("evolve", help="the same units across checkpoints, side by side")
     ev.add_argument("--model", default="efficientnet_lite0", help=model_help)
-    ev.add_argument("--checkpoint", action="append", required=True, metavar="FILE",
-                    help="a local state_dict file, oldest first; repeat it (the last is the final one)")
+    ev.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a local state_dict file, oldest first; repeat it (the last is the final one)",
+    )
     ev.add_argument("--layer", required=True, help="layer name (see: captum-fv layers)")
     ev.add_argument("--units", default=DEMO_UNITS, help="channels, e.g. 0-15 or 0,3,7")
     ev.add_argument("--data", default="sample", help="'sample' (bundled photos) or a folder of images")
@@ -182,10 +218,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from . import distributed
     from .allocator import tune_cpu_allocator
     from .report import NeuronReport
-
-    from . import distributed
 
     for name in ("size", "steps", "k", "max_batch"):
         if getattr(args, name) < 1:
@@ -230,11 +265,22 @@ def _report(args: argparse.Namespace) -> int:
     with distributed.process_group_from_env(backend, GROUP_TIMEOUT):
         t = time.perf_counter()
         report = NeuronReport(
-            model, layer, dataset, attribution=args.attribution, size=args.size, steps=args.steps,
-            facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
-            attribution_kwargs=attribution_kwargs, model_name=args.model, progress=not args.quiet,
+            model,
+            layer,
+            dataset,
+            attribution=args.attribution,
+            size=args.size,
+            steps=args.steps,
+            facets=args.facets,
+            k=args.k,
+            seed=args.seed,
+            max_batch=args.max_batch,
+            attribution_kwargs=attribution_kwargs,
+            model_name=args.model,
+            progress=not args.quiet,
             output=None if args.output is None else int(args.output) if args.output.isdigit() else args.output,
-            recipe=args.recipe, accentuate=args.accentuate,
+            recipe=args.recipe,
+            accentuate=args.accentuate,
         )
         index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:
@@ -265,9 +311,19 @@ def _evolve(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         try:
             evolution = FeatureEvolution(
-                model, args.layer, args.checkpoint, dataset, size=args.size, steps=args.steps,
-                facets=args.facets, k=args.k, seed=args.seed, max_batch=args.max_batch,
-                model_name=args.model, progress=not args.quiet)
+                model,
+                args.layer,
+                args.checkpoint,
+                dataset,
+                size=args.size,
+                steps=args.steps,
+                facets=args.facets,
+                k=args.k,
+                seed=args.seed,
+                max_batch=args.max_batch,
+                model_name=args.model,
+                progress=not args.quiet,
+            )
         except ValueError as e:  # unknown layer, clashing labels
             raise UsageError(str(e)) from e
         index = evolution.run(parse_units(args.units), args.out, resume=args.resume, force=args.force)
@@ -295,8 +351,10 @@ def _path_settings(args: argparse.Namespace, adapter: object) -> dict:
     given = {k: v for k, v in given.items() if v is not None}
     if given and not getattr(adapter, "integrates", False):
         flags = " and ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"{flags} apply to integrated gradients; {args.attribution!r} integrates "
-                         "no path: drop them or use --attribution integrated_gradients")
+        raise UsageError(
+            f"{flags} apply to integrated gradients; {args.attribution!r} integrates "
+            "no path: drop them or use --attribution integrated_gradients"
+        )
     if given.get("n_steps", 1) < 1:
         raise UsageError("--n-steps must be >= 1")
     if given.get("tolerance", 0) < 0:

@@ -11,6 +11,7 @@ Every dataset yields ``(image, label)``: ``image`` a float32 tensor ``(C, H, W)`
 Pixels are decoded lazily in ``__getitem__``; random crops are drawn once at construction from a
 local generator, so a seed fixes the dataset and the global RNGs are never touched.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,7 +34,17 @@ SizeLike = Union[int, Tuple[int, int], None]
 
 #: Extensions :func:`image_folder` looks for by default (matched case-insensitively).
 IMAGE_EXTENSIONS: Tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
 )
 
 # Natural colour photos shipped on disk by installed packages: (name, package, path in package).
@@ -83,12 +94,13 @@ def _check_size(size: SizeLike, allow_none: bool) -> Optional[Tuple[int, int]]:
     if size is None:
         if allow_none:
             return None
-        raise ValueError("size=None is not supported here: images of different sizes cannot be "
-                         "batched; pass an int or (height, width)")
+        raise ValueError(
+            "size=None is not supported here: images of different sizes cannot be "
+            "batched; pass an int or (height, width)"
+        )
     hw = (size, size) if isinstance(size, int) else tuple(size)
     if len(hw) != 2 or not all(isinstance(s, int) and s > 0 for s in hw):
-        raise ValueError(f"size must be a positive int or (height, width) of positive ints, "
-                         f"got {size!r}")
+        raise ValueError(f"size must be a positive int or (height, width) of positive ints, got {size!r}")
     return hw  # type: ignore[return-value]
 
 
@@ -116,8 +128,7 @@ def _crop_box(w: int, h: int, crop: _Crop, aspect: float) -> Tuple[float, float,
     return (x0, y0, x0 + bw, y0 + bh)
 
 
-def _match_channels(colour: torch.Tensor, alpha: Optional[torch.Tensor],
-                    channels: int) -> torch.Tensor:
+def _match_channels(colour: torch.Tensor, alpha: Optional[torch.Tensor], channels: int) -> torch.Tensor:
     """Grey or RGB ``colour`` (+ optional alpha) to 1 (luma), 3 (RGB) or 4 (RGBA) channels."""
     if channels == 1:
         if colour.shape[0] == 1:
@@ -142,8 +153,7 @@ def _to_tensor(img: Image.Image, channels: int) -> torch.Tensor:
     return _match_channels(colour, alpha, channels).clamp(0, 1).contiguous()
 
 
-def _render(img: Image.Image, size: Optional[Tuple[int, int]], crop: Optional[_Crop],
-            channels: int) -> torch.Tensor:
+def _render(img: Image.Image, size: Optional[Tuple[int, int]], crop: Optional[_Crop], channels: int) -> torch.Tensor:
     """Crop (centre crop when ``crop`` is None), resize with antialiasing, flip, convert.
 
     ``size`` None keeps the pixels' own resolution (and the whole image when ``crop`` is None).
@@ -168,8 +178,13 @@ def _random_crops(n_images: int, crops: int, seed: int, min_scale: float) -> Lis
     rng = np.random.default_rng(seed)
     draws = rng.random((n_images, crops, 4))
     scale = min_scale + (1.0 - min_scale) * draws[..., 0]  # side uniform in [min_scale, 1]
-    return [[_Crop(float(scale[i, k]), float(draws[i, k, 1]), float(draws[i, k, 2]),
-                   bool(draws[i, k, 3] < 0.5)) for k in range(crops)] for i in range(n_images)]
+    return [
+        [
+            _Crop(float(scale[i, k]), float(draws[i, k, 1]), float(draws[i, k, 2]), bool(draws[i, k, 3] < 0.5))
+            for k in range(crops)
+        ]
+        for i in range(n_images)
+    ]
 
 
 # --------------------------------------------------------------------------- dataset
@@ -185,10 +200,19 @@ class ImageDataset(Dataset):
     ('astronaut (crop 0: x=... y=... side=...)', 'astronaut')
     """
 
-    def __init__(self, files: Sequence[Path], items: Sequence[Tuple[int, Optional[_Crop]]],
-                 labels: Sequence[int], names: Sequence[str], classes: Sequence[str],
-                 size: Optional[Tuple[int, int]], channels: int, cache: bool = False,
-                 root: Optional[Path] = None, skipped: Sequence["SkippedFile"] = ()) -> None:
+    def __init__(
+        self,
+        files: Sequence[Path],
+        items: Sequence[Tuple[int, Optional[_Crop]]],
+        labels: Sequence[int],
+        names: Sequence[str],
+        classes: Sequence[str],
+        size: Optional[Tuple[int, int]],
+        channels: int,
+        cache: bool = False,
+        root: Optional[Path] = None,
+        skipped: Sequence["SkippedFile"] = (),
+    ) -> None:
         self.files = list(files)
         self._items = list(items)  # (file index, crop or None)
         self.labels = list(labels)
@@ -207,12 +231,20 @@ class ImageDataset(Dataset):
     def fingerprint(self) -> str:
         """What identifies this dataset for ``--resume``: each file's path (relative to the
         folder), size and modification time, the crops drawn from them, size and channels."""
+
         def rel(f: Path) -> str:
             return f.relative_to(self.root).as_posix() if self.root is not None else f.name
 
         stats = [(rel(f), st.st_size, st.st_mtime_ns) for f in self.files for st in (os.stat(f),)]
-        return json.dumps({"files": stats, "items": [(i, None if c is None else list(c)) for i, c in self._items],
-                           "labels": self.labels, "size": self.size, "channels": self.channels})
+        return json.dumps(
+            {
+                "files": stats,
+                "items": [(i, None if c is None else list(c)) for i, c in self._items],
+                "labels": self.labels,
+                "size": self.size,
+                "channels": self.channels,
+            }
+        )
 
     def __len__(self) -> int:
         return len(self._items)
@@ -229,12 +261,15 @@ class ImageDataset(Dataset):
         return _render(self._image(file_index), self.size, crop, self.channels), self.labels[index]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes, "
-                f"size={self.size}, channels={self.channels})")
+        return (
+            f"{type(self).__name__}({len(self)} items, {len(self.classes)} classes, "
+            f"size={self.size}, channels={self.channels})"
+        )
 
 
-def _expand(files: Sequence[Path], labels: Sequence[int], crops: int, seed: int,
-            min_scale: float) -> Tuple[List[Tuple[int, Optional[_Crop]]], List[int]]:
+def _expand(
+    files: Sequence[Path], labels: Sequence[int], crops: int, seed: int, min_scale: float
+) -> Tuple[List[Tuple[int, Optional[_Crop]]], List[int]]:
     """Items (file index, crop) and their labels: one centre crop per file, or ``crops`` each."""
     if crops == 0:
         return [(i, None) for i in range(len(files))], list(labels)
@@ -276,8 +311,9 @@ def _sample_photo_files() -> List[Tuple[str, Path]]:
     return [(name, path) for name, path in found if path is not None]
 
 
-def sample_images(size: SizeLike = 224, crops: int = 0, seed: int = 0, channels: int = 3,
-                  min_scale: float = 0.25) -> ImageDataset:
+def sample_images(
+    size: SizeLike = 224, crops: int = 0, seed: int = 0, channels: int = 3, min_scale: float = 0.25
+) -> ImageDataset:
     """Natural colour photos bundled with installed packages; label = photo index.
 
     ``crops=0``: one item per photo, short side resized to ``size`` then centre-cropped
@@ -293,17 +329,20 @@ def sample_images(size: SizeLike = 224, crops: int = 0, seed: int = 0, channels:
     _check_common(crops, channels, min_scale)
     photos = _sample_photo_files()
     if not photos:
-        raise FileNotFoundError("none of the sample photos were found in the installed "
-                                "scikit-image, scikit-learn or matplotlib; reinstall one of them "
-                                "or use image_folder() with your own images")
+        raise FileNotFoundError(
+            "none of the sample photos were found in the installed "
+            "scikit-image, scikit-learn or matplotlib; reinstall one of them "
+            "or use image_folder() with your own images"
+        )
     classes = [name for name, _ in photos]
     files = [path for _, path in photos]
     items, labels = _expand(files, range(len(files)), crops, seed, min_scale)
     aspect = 1.0 if hw is None else hw[1] / hw[0]
     sizes = [oriented_size(path) for path in files] if crops else []  # headers only
-    names = [classes[i] if crop is None else
-             f"{classes[i]} (crop {k % crops}: {_describe_pixels(*sizes[i], crop, aspect)})"
-             for k, (i, crop) in enumerate(items)]
+    names = [
+        classes[i] if crop is None else f"{classes[i]} (crop {k % crops}: {_describe_pixels(*sizes[i], crop, aspect)})"
+        for k, (i, crop) in enumerate(items)
+    ]
     return ImageDataset(files, items, labels, names, classes, hw, channels, cache=True)
 
 
@@ -325,8 +364,7 @@ def _images_in(folder: Path, extensions: Tuple[str, ...], recursive: bool) -> Li
     found: List[Path] = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found += [Path(root) / n for n in sorted(names)
-                  if _is_image(n, extensions) and (Path(root) / n).is_file()]
+        found += [Path(root) / n for n in sorted(names) if _is_image(n, extensions) and (Path(root) / n).is_file()]
     return found
 
 
@@ -339,15 +377,19 @@ def _discover(root: Path, extensions: Tuple[str, ...]) -> Tuple[List[Path], List
     if not per_class:
         return loose, [0] * len(loose), [root.name]
     if loose:  # ImageFolder layout ignores loose files, but say so rather than drop them silently
-        warnings.warn(f"ignoring {len(loose)} image(s) directly in '{root}' because it has class "
-                      f"subfolders; move them into a class subfolder to use them", stacklevel=3)
+        warnings.warn(
+            f"ignoring {len(loose)} image(s) directly in '{root}' because it has class "
+            f"subfolders; move them into a class subfolder to use them",
+            stacklevel=3,
+        )
     files = [f for _, fs in per_class for f in fs]
     labels = [label for label, (_, fs) in enumerate(per_class) for _ in fs]
     return files, labels, [name for name, _ in per_class]
 
 
-def _usable(root: Path, files: Sequence[Path], labels: Sequence[int],
-            on_error: str) -> Tuple[List[Path], List[int], List[SkippedFile]]:
+def _usable(
+    root: Path, files: Sequence[Path], labels: Sequence[int], on_error: str
+) -> Tuple[List[Path], List[int], List[SkippedFile]]:
     """The files that decode as images, their labels, and the skipped ones; with
     ``on_error="raise"`` the first bad file raises UnreadableImageError naming every bad one."""
     keep, kept_labels, skipped = [], [], []
@@ -361,16 +403,24 @@ def _usable(root: Path, files: Sequence[Path], labels: Sequence[int],
     if skipped:
         listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped)
         if on_error == "raise":
-            raise UnreadableImageError(f"{len(skipped)} unreadable image file(s) in '{root}': {listed}; "
-                                       "replace or delete them, or pass on_error='skip'")
-        warnings.warn(f"skipped {len(skipped)} unreadable image file(s) in '{root}': {listed}",
-                      stacklevel=3)
+            raise UnreadableImageError(
+                f"{len(skipped)} unreadable image file(s) in '{root}': {listed}; "
+                "replace or delete them, or pass on_error='skip'"
+            )
+        warnings.warn(f"skipped {len(skipped)} unreadable image file(s) in '{root}': {listed}", stacklevel=3)
     return keep, kept_labels, skipped
 
 
-def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]] = 224,
-                 crops: int = 0, seed: int = 0, channels: int = 3, min_scale: float = 0.25,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, on_error: str = "skip") -> ImageDataset:
+def image_folder(
+    path: Union[str, os.PathLike],
+    size: Union[int, Tuple[int, int]] = 224,
+    crops: int = 0,
+    seed: int = 0,
+    channels: int = 3,
+    min_scale: float = 0.25,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    on_error: str = "skip",
+) -> ImageDataset:
     """A folder of your images: class subfolders (label = sorted class index) or flat (label 0).
 
     Hidden and non-image files are skipped; class folders are searched recursively. Every file is
@@ -391,21 +441,28 @@ def image_folder(path: Union[str, os.PathLike], size: Union[int, Tuple[int, int]
         raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     root = Path(path).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f"image folder '{root}' does not exist; pass the path of a folder "
-                                f"of images or of class subfolders of images")
+        raise FileNotFoundError(
+            f"image folder '{root}' does not exist; pass the path of a folder "
+            f"of images or of class subfolders of images"
+        )
     if not root.is_dir():
-        raise NotADirectoryError(f"'{root}' is not a directory; pass the folder that contains the "
-                                 f"image (or class subfolders), not a file")
+        raise NotADirectoryError(
+            f"'{root}' is not a directory; pass the folder that contains the image (or class subfolders), not a file"
+        )
     exts = _normalise_extensions(extensions)
     files, file_labels, classes = _discover(root, exts)
     files, file_labels, skipped = _usable(root, files, file_labels, on_error)
     if not files:
         found = f" ({len(skipped)} unreadable file(s) skipped)" if skipped else ""
-        raise FileNotFoundError(f"no image files found in '{root}'{found} (looked for {', '.join(exts)}, "
-                                f"hidden files skipped); add images there or in class subfolders, "
-                                f"or pass extensions=... to match your files")
+        raise FileNotFoundError(
+            f"no image files found in '{root}'{found} (looked for {', '.join(exts)}, "
+            f"hidden files skipped); add images there or in class subfolders, "
+            f"or pass extensions=... to match your files"
+        )
     items, labels = _expand(files, file_labels, crops, seed, min_scale)
     rel = [f.relative_to(root).as_posix() for f in files]
-    names = [rel[i] if crop is None else f"{rel[i]} (crop {k % crops}: {_describe_relative(crop)})"
-             for k, (i, crop) in enumerate(items)]
+    names = [
+        rel[i] if crop is None else f"{rel[i]} (crop {k % crops}: {_describe_relative(crop)})"
+        for k, (i, crop) in enumerate(items)
+    ]
     return ImageDataset(files, items, labels, names, classes, hw, channels, root=root, skipped=skipped)

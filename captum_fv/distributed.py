@@ -8,6 +8,7 @@ with them runs unchanged under ``python`` and under ``torchrun``::
 Inside a process group you initialized yourself, :class:`~captum_fv.NeuronReport` and
 :meth:`~captum_fv.DatasetExamples.collect` share their work among the ranks on their own.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,10 @@ def device(prefer_cuda: bool = True) -> torch.device:
         return torch.device("cpu")
     i, n = local_rank(), torch.cuda.device_count()
     if i >= n:
-        raise RuntimeError(f"LOCAL_RANK is {i} but this machine has {n} CUDA device(s): launch at "
-                           f"most {n} processes per node (--nproc_per_node={n}), or use the CPU")
+        raise RuntimeError(
+            f"LOCAL_RANK is {i} but this machine has {n} CUDA device(s): launch at "
+            f"most {n} processes per node (--nproc_per_node={n}), or use the CPU"
+        )
     return torch.device("cuda", i)
 
 
@@ -95,8 +98,7 @@ def destroy() -> None:
 
 
 @contextmanager
-def process_group_from_env(backend: Optional[str] = None,
-                           timeout: Optional[timedelta] = None) -> Iterator[bool]:
+def process_group_from_env(backend: Optional[str] = None, timeout: Optional[timedelta] = None) -> Iterator[bool]:
     """:func:`init_from_env` for the duration of a ``with`` block; the group is destroyed at the
     end only if this block created it. Yields whether the run is distributed."""
     created = init_from_env(backend, timeout)
@@ -111,7 +113,7 @@ def shard(items: Sequence[T]) -> List[T]:
     """This rank's share of ``items``, round-robin: ``items[rank::world_size]`` (all of them in a
     single process). The order is kept, as with ``DistributedSampler(shuffle=False)``, but
     nothing is repeated to even out the shares."""
-    return list(items[rank()::world_size()])
+    return list(items[rank() :: world_size()])
 
 
 def barrier() -> None:

@@ -14,6 +14,7 @@ a unit was redone):
 * ``settings``: every report setting, the layer included;
 * ``unit``: the unit itself (added per unit).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -120,8 +121,9 @@ def settings_digest(settings: Dict[str, Any]) -> str:
     return _sha([_text(settings)])
 
 
-def fingerprint(module: Optional[nn.Module], forward_func: Any, dataset: Any,
-                settings: Dict[str, Any]) -> Dict[str, str]:
+def fingerprint(
+    module: Optional[nn.Module], forward_func: Any, dataset: Any, settings: Dict[str, Any]
+) -> Dict[str, str]:
     """The parts of a report's fingerprint that every unit shares (see the module docstring)."""
     return {
         "results": str(RESULTS_VERSION),

@@ -3,6 +3,7 @@
 >>> a = fv.attribute(model, "_blocks.8", images[:1], 12, n_steps=8, tolerance=None)
 >>> rgb = overlay(images[0], a.attributions[0], sign="positive")   # (3, H, W) in [0, 1]
 """
+
 from __future__ import annotations
 
 from typing import Dict, Sequence
@@ -29,8 +30,9 @@ def _colormap(t: torch.Tensor, sign: str) -> torch.Tensor:
     return rgb.permute(2, 0, 1)
 
 
-def normalize_attribution(attribution: torch.Tensor, sign: str = "absolute_value",
-                          outlier_perc: float = 2.0) -> torch.Tensor:
+def normalize_attribution(
+    attribution: torch.Tensor, sign: str = "absolute_value", outlier_perc: float = 2.0
+) -> torch.Tensor:
     """Captum's heat-map scaling: sum over channels, keep ``sign``, divide by the value below
     which ``100 - outlier_perc`` % of the total |attribution| lies, clip to [-1, 1]."""
     if sign not in _RAMPS:
@@ -47,8 +49,13 @@ def normalize_attribution(attribution: torch.Tensor, sign: str = "absolute_value
     return (a / (-threshold if sign == "negative" else threshold)).clamp(-1, 1)
 
 
-def overlay(image: torch.Tensor, attribution: torch.Tensor, alpha: float = 0.5,
-            sign: str = "absolute_value", outlier_perc: float = 2.0) -> torch.Tensor:
+def overlay(
+    image: torch.Tensor,
+    attribution: torch.Tensor,
+    alpha: float = 0.5,
+    sign: str = "absolute_value",
+    outlier_perc: float = 2.0,
+) -> torch.Tensor:
     """Captum's 'blended_heat_map' as an image: the heat map over the greyscaled image.
 
     ``image`` (C, H, W) in [0, 1] and ``attribution`` (C, H, W) or (H, W), or batches of both;
@@ -65,8 +72,10 @@ def overlay(image: torch.Tensor, attribution: torch.Tensor, alpha: float = 0.5,
     if image.dim() != 3:
         raise ValueError(f"image must be (C, H, W) or (N, C, H, W), got shape {tuple(image.shape)}")
     if tuple(attribution.shape[-2:]) != tuple(image.shape[-2:]):
-        raise ValueError(f"attribution shape {tuple(attribution.shape)} does not match the image's "
-                         f"{tuple(image.shape)} in height and width")
+        raise ValueError(
+            f"attribution shape {tuple(attribution.shape)} does not match the image's "
+            f"{tuple(image.shape)} in height and width"
+        )
     norm = normalize_attribution(attribution, sign, outlier_perc)
     heat = _colormap((norm + 1) / 2 if sign == "all" else norm, sign)
     grey = image.detach().float().cpu().mean(0)
@@ -82,8 +91,9 @@ def checkerboard(height: int, width: int, square: int = 8) -> torch.Tensor:
     return (0.8 + 0.15 * ((x + y) % 2)).float().expand(3, height, width).clone()
 
 
-def transparent(image: torch.Tensor, alpha: torch.Tensor, background: str = "checkerboard",
-                square: int = 8) -> torch.Tensor:
+def transparent(
+    image: torch.Tensor, alpha: torch.Tensor, background: str = "checkerboard", square: int = 8
+) -> torch.Tensor:
     """An image drawn with per-pixel opacity ``alpha`` in [0, 1] (MaCo's transparency map,
     ``render(..., transparency=True).transparency``) over a ``"checkerboard"`` or ``"white"``.
 

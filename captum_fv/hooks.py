@@ -15,6 +15,7 @@ Extra model arguments follow Captum's ``additional_forward_args``: the model is 
 ``forward_func(x, *args)``, where a tuple is several arguments and anything else one
 (:func:`forward_args`); :func:`batch_args` fits them to a batch.
 """
+
 from __future__ import annotations
 
 import contextlib

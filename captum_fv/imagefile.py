@@ -6,6 +6,7 @@ file is found before an optimization runs, not at mining time. Very large JPEGs 
 downscaled with PIL's draft mode (bounded memory); other formats above PIL's decompression-bomb
 limit stop with :class:`ImageTooLargeError`.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,13 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
-    "UnreadableImageError", "ImageTooLargeError", "check_image_file", "load_image",
-    "oriented_size", "working_mode", "DRAFT_PIXELS",
+    "UnreadableImageError",
+    "ImageTooLargeError",
+    "check_image_file",
+    "load_image",
+    "oriented_size",
+    "working_mode",
+    "DRAFT_PIXELS",
 ]
 
 #: JPEGs with more pixels than this decode at a reduced scale (PIL's draft mode): still at least
@@ -81,7 +87,8 @@ def _too_large(path: Union[str, Path], size: Tuple[int, int]) -> ImageTooLargeEr
     limit = Image.MAX_IMAGE_PIXELS
     return ImageTooLargeError(
         f"image file '{path}' has {size[0]} x {size[1]} pixels, above PIL's decompression-bomb "
-        f"limit of {limit}; downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
+        f"limit of {limit}; downscale it, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+    )
 
 
 def check_image_file(path: Union[str, Path]) -> Optional[str]:
@@ -145,8 +152,9 @@ def load_image(path: Union[str, Path], min_side: Optional[int] = None) -> Image.
     except ImageTooLargeError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise UnreadableImageError(f"cannot read image file '{path}' ({type(err).__name__}: {err}); "
-                                   f"replace or delete the file") from err
+        raise UnreadableImageError(
+            f"cannot read image file '{path}' ({type(err).__name__}: {err}); replace or delete the file"
+        ) from err
 
 
 def oriented_size(path: Union[str, Path]) -> Tuple[int, int]:

@@ -2,6 +2,7 @@
 
 One dry forward under :func:`~captum_fv.hooks.model_guard`, so the model is left as it was.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union

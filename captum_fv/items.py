@@ -9,6 +9,7 @@ that example, which :func:`collate` batches element-wise and :func:`forward_args
 >>> image_of({"image": torch.zeros(3, 8, 8), "label": 1}).shape
 torch.Size([3, 8, 8])
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
@@ -23,8 +24,19 @@ from torch.utils.data import (
     default_collate,
 )
 
-__all__ = ["FORWARD_ARGS_KEY", "IMAGE_KEYS", "Batch", "Source", "as_args", "batches", "check_batch",
-           "collate", "dealt", "forward_args_of", "image_of"]
+__all__ = [
+    "FORWARD_ARGS_KEY",
+    "IMAGE_KEYS",
+    "Batch",
+    "Source",
+    "as_args",
+    "batches",
+    "check_batch",
+    "collate",
+    "dealt",
+    "forward_args_of",
+    "image_of",
+]
 
 #: Keys under which a dict-style dataset item may hold its image.
 IMAGE_KEYS: Tuple[str, ...] = ("image", "images", "img", "pixel_values", "input")
@@ -40,16 +52,20 @@ def image_of(item: Any) -> torch.Tensor:
     elif isinstance(x, dict):
         key = next((key for key in IMAGE_KEYS if key in x), None)
         if key is None:
-            raise KeyError(f"a dataset item is a dict with keys {sorted(x)}, none of which holds "
-                           f"the image; put it under one of {list(IMAGE_KEYS)}")
+            raise KeyError(
+                f"a dataset item is a dict with keys {sorted(x)}, none of which holds "
+                f"the image; put it under one of {list(IMAGE_KEYS)}"
+            )
         x = x[key]
     if torch.is_tensor(x):
         return x
     kind = type(x).__name__
-    fix = ("add torchvision.transforms.ToTensor() to the dataset's transform"
-           if "Image" in kind else
-           "convert it to a float tensor (C, H, W) in [0, 1], e.g. "
-           "torch.from_numpy(a).permute(2, 0, 1).float() / 255 for an (H, W, C) uint8 array")
+    fix = (
+        "add torchvision.transforms.ToTensor() to the dataset's transform"
+        if "Image" in kind
+        else "convert it to a float tensor (C, H, W) in [0, 1], e.g. "
+        "torch.from_numpy(a).permute(2, 0, 1).float() / 255 for an (H, W, C) uint8 array"
+    )
     raise TypeError(f"a dataset item holds a {kind}, not an image tensor; {fix}")
 
 
@@ -72,19 +88,23 @@ def collate(items: List[Any]) -> Any:
     images = [image_of(it) for it in items]
     shapes = {tuple(img.shape) for img in images}
     if len(shapes) > 1:
-        raise ValueError(f"images in one batch have different shapes {sorted(shapes)}; resize them "
-                         "to one size in the dataset (e.g. sample_images(size=...) or a Resize)")
+        raise ValueError(
+            f"images in one batch have different shapes {sorted(shapes)}; resize them "
+            "to one size in the dataset (e.g. sample_images(size=...) or a Resize)"
+        )
     stacked = torch.stack(images)
     with_args = [isinstance(it, dict) and FORWARD_ARGS_KEY in it for it in items]
     if not any(with_args):
         return stacked
     if not all(with_args):
-        raise ValueError(f"some dataset items of one batch have {FORWARD_ARGS_KEY!r} and some do "
-                         "not; give every item its arguments")
+        raise ValueError(
+            f"some dataset items of one batch have {FORWARD_ARGS_KEY!r} and some do not; give every item its arguments"
+        )
     per_item = [as_args(it[FORWARD_ARGS_KEY]) for it in items]
     if len({len(a) for a in per_item}) > 1:
-        raise ValueError(f"dataset items give different numbers of {FORWARD_ARGS_KEY!r}: "
-                         f"{sorted({len(a) for a in per_item})}")
+        raise ValueError(
+            f"dataset items give different numbers of {FORWARD_ARGS_KEY!r}: {sorted({len(a) for a in per_item})}"
+        )
     args = tuple(default_collate(list(column)) for column in zip(*per_item))
     return {IMAGE_KEYS[0]: stacked, FORWARD_ARGS_KEY: args}
 
@@ -94,20 +114,29 @@ def check_batch(x: Any, channels: Optional[int]) -> torch.Tensor:
     x = image_of(x)  # a DataLoader's (images, labels) or {"image": ...} batch, or the images
     shape = tuple(x.shape)
     if x.dim() != 4:
-        hint = ("for one image add the batch dim (x[None]); for grayscale maps (N, H, W) add a "
-                "channel dim (x.unsqueeze(1)) or use 3-channel images"
-                if x.dim() == 3 else "the data should yield images (C, H, W), batched to (N, C, H, W)")
+        hint = (
+            "for one image add the batch dim (x[None]); for grayscale maps (N, H, W) add a "
+            "channel dim (x.unsqueeze(1)) or use 3-channel images"
+            if x.dim() == 3
+            else "the data should yield images (C, H, W), batched to (N, C, H, W)"
+        )
         raise ValueError(f"expected a batch of images (N, C, H, W), got shape {shape}; {hint}")
     if x.dtype == torch.uint8:
-        raise TypeError("images are uint8 (0..255); the model takes float in [0, 1]: convert with "
-                        "x.float() / 255 (torchvision.transforms.ToTensor() does this)")
+        raise TypeError(
+            "images are uint8 (0..255); the model takes float in [0, 1]: convert with "
+            "x.float() / 255 (torchvision.transforms.ToTensor() does this)"
+        )
     if not x.is_floating_point():
         raise TypeError(f"images have dtype {x.dtype}; convert them to float in [0, 1]")
     if channels is not None and shape[1] != channels:
-        hint = ("they look channels-last: permute them to (C, H, W)" if shape[-1] == channels else
-                f"use {channels}-channel images (e.g. sample_images(channels={channels}))")
-        raise ValueError(f"images have {shape[1]} channels (shape {shape}) but the model's first "
-                         f"conv takes {channels}; {hint}")
+        hint = (
+            "they look channels-last: permute them to (C, H, W)"
+            if shape[-1] == channels
+            else f"use {channels}-channel images (e.g. sample_images(channels={channels}))"
+        )
+        raise ValueError(
+            f"images have {shape[1]} channels (shape {shape}) but the model's first conv takes {channels}; {hint}"
+        )
     return x
 
 
@@ -142,13 +171,17 @@ def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, wor
         return Source(parts, data, sum(len(p.data) for p in parts))
     if isinstance(data, DataLoader):
         bs = data.batch_sampler
-        sequential = isinstance(data.dataset, IterableDataset) or (
-            isinstance(bs, BatchSampler) and isinstance(bs.sampler, SequentialSampler)
-        ) or (bs is None and isinstance(data.sampler, SequentialSampler))
+        sequential = (
+            isinstance(data.dataset, IterableDataset)
+            or (isinstance(bs, BatchSampler) and isinstance(bs.sampler, SequentialSampler))
+            or (bs is None and isinstance(data.sampler, SequentialSampler))
+        )
         if not sequential:
-            raise ValueError("the DataLoader does not read the dataset in order (shuffle=True or a "
-                             "custom sampler), so example indices would be lost; build it with "
-                             "shuffle=False, or pass the Dataset itself")
+            raise ValueError(
+                "the DataLoader does not read the dataset in order (shuffle=True or a "
+                "custom sampler), so example indices would be lost; build it with "
+                "shuffle=False, or pass the Dataset itself"
+            )
         ds = data.dataset
         n = len(ds) if hasattr(ds, "__len__") and not isinstance(ds, IterableDataset) else None
         return Source(dealt(data, rank, world), ds, n if world == 1 else None)
@@ -159,12 +192,13 @@ def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, wor
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         n = len(data)
         ranges = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)][rank::world]
-        loader = DataLoader(data, batch_sampler=[list(r) for r in ranges], num_workers=num_workers,
-                            collate_fn=collate)
+        loader = DataLoader(data, batch_sampler=[list(r) for r in ranges], num_workers=num_workers, collate_fn=collate)
         read = (Batch(b, r.start) for b, r in zip(loader, ranges))
         return Source(read, data, sum(len(r) for r in ranges))
-    raise TypeError(f"cannot mine a {type(data).__name__}; pass a Dataset or DataLoader yielding "
-                    "images or (image, label) pairs, or a tensor (N, C, H, W)")
+    raise TypeError(
+        f"cannot mine a {type(data).__name__}; pass a Dataset or DataLoader yielding "
+        "images or (image, label) pairs, or a tensor (N, C, H, W)"
+    )
 
 
 def dealt(loader: Iterable, rank: int, world: int) -> Iterator[Batch]:

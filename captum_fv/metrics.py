@@ -1,4 +1,5 @@
 """Image measurements used to compare visualizations: how much of an image is high-frequency."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ and which part of what it returns is "the output" (:func:`select_output`).
 Every function accepts any callable (a plain function has no parameters) and falls back to a
 safe default, so callers need not special-case non-module forward functions.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Tuple, Union
@@ -11,8 +12,16 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-__all__ = ["WRAPPER_PREFIXES", "OutputKey", "infer_in_channels", "model_device", "model_dtype", "module_of",
-           "select_output", "unwrap"]
+__all__ = [
+    "WRAPPER_PREFIXES",
+    "OutputKey",
+    "infer_in_channels",
+    "model_device",
+    "model_dtype",
+    "module_of",
+    "select_output",
+    "unwrap",
+]
 
 #: Name prefixes wrappers add to ``named_modules()``: DataParallel / DDP's ``module.`` and
 #: ``torch.compile``'s ``_orig_mod.``. Layer names resolve with or without them.
@@ -95,8 +104,10 @@ def select_output(out: Any, output: OutputKey = None) -> torch.Tensor:
     if torch.is_tensor(logits):
         return logits
     keys = f" (keys {sorted(map(str, out))})" if isinstance(out, Mapping) else ""
-    raise TypeError(f"the model returned a {type(out).__name__}{keys}, not a tensor, a tuple or "
-                    "an output with logits; say which part is the output with output=KEY_OR_INDEX")
+    raise TypeError(
+        f"the model returned a {type(out).__name__}{keys}, not a tensor, a tuple or "
+        "an output with logits; say which part is the output with output=KEY_OR_INDEX"
+    )
 
 
 def _pick(out: Any, output: Union[str, int]) -> Any:
@@ -105,12 +116,10 @@ def _pick(out: Any, output: Union[str, int]) -> Any:
             return out[output]
         return getattr(out, output) if isinstance(output, str) else out[output]
     except (KeyError, IndexError, AttributeError, TypeError) as e:
-        raise KeyError(f"output={output!r} is not part of the model output "
-                       f"({type(out).__name__}): {e}") from None
+        raise KeyError(f"output={output!r} is not part of the model output ({type(out).__name__}): {e}") from None
 
 
 def _checked(value: Any, output: Union[str, int]) -> torch.Tensor:
     if not torch.is_tensor(value):
-        raise TypeError(f"output={output!r} of the model output is a {type(value).__name__}, "
-                        "not a tensor")
+        raise TypeError(f"output={output!r} of the model output is a {type(value).__name__}, not a tensor")
     return value

@@ -8,6 +8,7 @@ The Fourier basis with 1/f scaling makes gradient steps spatially decorrelated (
 moves at the same pace), and the colour matrix does the same across RGB channels; together they
 are the preconditioning that lets the optimizer find features instead of high-frequency noise.
 """
+
 from __future__ import annotations
 
 import functools
@@ -279,8 +280,9 @@ def resize_magnitude(magnitude: torch.Tensor, size: Size) -> torch.Tensor:
         ref, edge = torch.cat([ref, ref[:, :1]], dim=-2), 0.5
     else:
         edge = (h0 - 1) / (2 * h0)
-    out = F.grid_sample(ref[None], _spectrum_grid(h, w, edge), mode="bilinear",
-                        padding_mode="border", align_corners=True)
+    out = F.grid_sample(
+        ref[None], _spectrum_grid(h, w, edge), mode="bilinear", padding_mode="border", align_corners=True
+    )
     return out[0].exp()
 
 
@@ -312,8 +314,12 @@ def _images_of(dataset: Iterable[Any]) -> Iterator[torch.Tensor]:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-def magnitude_spectrum(dataset: Iterable[Any], size: Optional[Size] = MAGNITUDE_REFERENCE_SIZE,
-                       decorrelate: bool = True, periodic: bool = True) -> torch.Tensor:
+def magnitude_spectrum(
+    dataset: Iterable[Any],
+    size: Optional[Size] = MAGNITUDE_REFERENCE_SIZE,
+    decorrelate: bool = True,
+    periodic: bool = True,
+) -> torch.Tensor:
     """The average magnitude spectrum (C, H, W//2+1) of a dataset's images, per colour channel.
 
     ``dataset`` yields images (C, H, W) in [0, 1] or ``(image, label)``; each is resized to

@@ -6,6 +6,7 @@
   stores every redraw of a text bar in the cell's output, so tqdm's usual ten redraws a second
   would leave hundreds of lines in the saved notebook.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ learning rate, and whether it needs natural examples of the unit (a dataset prio
 >>> sorted(fv.recipes())
 ['aligned', 'fourier', 'maco']
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ class Recipe:
 
 
 def _fourier_param(spec: ParamSpec) -> nn.Module:
-    return param_lib.image(spec.size, batch=spec.batch, channels=spec.channels, fft=spec.fft,
-                           decorrelate=spec.decorrelate, seed=spec.seed)
+    return param_lib.image(
+        spec.size, batch=spec.batch, channels=spec.channels, fft=spec.fft, decorrelate=spec.decorrelate, seed=spec.seed
+    )
 
 
 def _maco_param(spec: ParamSpec) -> nn.Module:
@@ -93,15 +95,38 @@ def _nadam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.NAdam(params, lr=lr)
 
 
-_RECIPES: Dict[str, Recipe] = {r.name: r for r in (
-    Recipe("fourier", "Fourier 1/f basis, colour decorrelation, jitter/scale/rotate, Adam(0.05) (the default)",
-           _fourier_param, tf.standard, _adam, 0.05),
-    Recipe("maco", "MaCo: phase-only Fourier with a fixed natural magnitude spectrum, multi-crop, NAdam(1.0)",
-           _maco_param, _maco_transforms, _nadam, 1.0),
-    Recipe("aligned", "fourier plus a prior matching sorted activations to the unit's top dataset examples "
-           "(needs dataset= or examples=)", _fourier_param, tf.standard, _adam, 0.05,
-           needs_examples=True, prior_weight=PRIOR_WEIGHT),
-)}
+_RECIPES: Dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "fourier",
+            "Fourier 1/f basis, colour decorrelation, jitter/scale/rotate, Adam(0.05) (the default)",
+            _fourier_param,
+            tf.standard,
+            _adam,
+            0.05,
+        ),
+        Recipe(
+            "maco",
+            "MaCo: phase-only Fourier with a fixed natural magnitude spectrum, multi-crop, NAdam(1.0)",
+            _maco_param,
+            _maco_transforms,
+            _nadam,
+            1.0,
+        ),
+        Recipe(
+            "aligned",
+            "fourier plus a prior matching sorted activations to the unit's top dataset examples "
+            "(needs dataset= or examples=)",
+            _fourier_param,
+            tf.standard,
+            _adam,
+            0.05,
+            needs_examples=True,
+            prior_weight=PRIOR_WEIGHT,
+        ),
+    )
+}
 
 
 def recipes() -> Dict[str, str]:
@@ -138,9 +163,14 @@ def make_transform(transforms: Any, recipe: Recipe, side: int) -> Callable:
     return tf.compose(*transforms)
 
 
-def setup(recipe: Union[None, str, Recipe], spec: ParamSpec, param: Optional[nn.Module] = None,
-          transforms: Any = None, optimizer: Optional[OptimizerFactory] = None,
-          lr: Optional[float] = None) -> Setup:
+def setup(
+    recipe: Union[None, str, Recipe],
+    spec: ParamSpec,
+    param: Optional[nn.Module] = None,
+    transforms: Any = None,
+    optimizer: Optional[OptimizerFactory] = None,
+    lr: Optional[float] = None,
+) -> Setup:
     """The parameterization, transform and optimizer factory a render uses: each explicit one,
     else the recipe's (an explicit ``lr`` applies to the recipe's optimizer)."""
     r = get_recipe(recipe)
@@ -178,9 +208,14 @@ def prior_layers(module: Optional[nn.Module], layer: str, earlier: int = 2) -> L
     return [layer]
 
 
-def reference_activations(module: Optional[nn.Module], forward_func: Callable, layers: Sequence[LayerLike],
-                          images: torch.Tensor, additional_forward_args: Any = None,
-                          batch_size: int = 32) -> Dict[str, torch.Tensor]:
+def reference_activations(
+    module: Optional[nn.Module],
+    forward_func: Callable,
+    layers: Sequence[LayerLike],
+    images: torch.Tensor,
+    additional_forward_args: Any = None,
+    batch_size: int = 32,
+) -> Dict[str, torch.Tensor]:
     """Each layer's activation on ``images`` (no gradient), by layer key."""
     refs = [resolve_layer(module, layer) for layer in layers]
     device = model_device(module) if module is not None else images.device
@@ -219,9 +254,15 @@ def _stack_references(refs: List[torch.Tensor]) -> torch.Tensor:
     return torch.stack([resample_sorted(r, m) for r in refs])
 
 
-def aligned_prior(module: Optional[nn.Module], forward_func: Callable, layer: LayerLike, examples: SlotExamples,
-                  weight: float = PRIOR_WEIGHT, layers: Optional[Sequence[str]] = None,
-                  additional_forward_args: Any = None) -> Optional[Objective]:
+def aligned_prior(
+    module: Optional[nn.Module],
+    forward_func: Callable,
+    layer: LayerLike,
+    examples: SlotExamples,
+    weight: float = PRIOR_WEIGHT,
+    layers: Optional[Sequence[str]] = None,
+    additional_forward_args: Any = None,
+) -> Optional[Objective]:
     """The "aligned" cost for a render of a unit of ``layer`` (to subtract): the sorted-matching
     distance at ``layers`` (default :func:`prior_layers`) to the references computed once from
     ``examples``, summed over layers and scaled by ``weight`` times the unit layer's activation
@@ -231,8 +272,9 @@ def aligned_prior(module: Optional[nn.Module], forward_func: Callable, layer: La
         return None
     key = resolve_layer(module, layer).key
     names = list(layers) if layers is not None else prior_layers(module, key)
-    per_slot = [reference_activations(module, forward_func, names, imgs, additional_forward_args)
-                for imgs in plan.images]
+    per_slot = [
+        reference_activations(module, forward_func, names, imgs, additional_forward_args) for imgs in plan.images
+    ]
     unit_key = key if key in per_slot[0] else resolve_layer(module, names[-1]).key
     scale = float(torch.stack([acts[unit_key].std() for acts in per_slot]).mean())
     terms: List[Objective] = []
@@ -244,18 +286,26 @@ def aligned_prior(module: Optional[nn.Module], forward_func: Callable, layer: La
     return (weight * scale / len(terms)) * sum(terms[1:], terms[0])
 
 
-def with_prior(obj: Objective, recipe: Recipe, module: Optional[nn.Module], forward_func: Callable,
-               examples: Optional[SlotExamples], additional_forward_args: Any = None,
-               layer: Optional[LayerLike] = None) -> Objective:
+def with_prior(
+    obj: Objective,
+    recipe: Recipe,
+    module: Optional[nn.Module],
+    forward_func: Callable,
+    examples: Optional[SlotExamples],
+    additional_forward_args: Any = None,
+    layer: Optional[LayerLike] = None,
+) -> Objective:
     """``obj`` minus the recipe's prior when it has one; the unit's layer defaults to the
     objective's first. A recipe that needs examples without any is an error."""
     if not recipe.needs_examples:
         return obj
     if examples is None:
-        raise ValueError(f"the recipe {recipe.name!r} needs natural examples of the unit: pass "
-                         "dataset= (NeuronVisualization.visualize, NeuronReport) or examples= (render)")
+        raise ValueError(
+            f"the recipe {recipe.name!r} needs natural examples of the unit: pass "
+            "dataset= (NeuronVisualization.visualize, NeuronReport) or examples= (render)"
+        )
     target = layer if layer is not None else (obj.layers[0] if obj.layers else None)
-    prior = aligned_prior(module, forward_func, target, examples, recipe.prior_weight,
-                          additional_forward_args=additional_forward_args)
+    prior = aligned_prior(
+        module, forward_func, target, examples, recipe.prior_weight, additional_forward_args=additional_forward_args
+    )
     return obj if prior is None else obj - prior
-

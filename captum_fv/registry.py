@@ -15,6 +15,7 @@ torch.Size([4, 3, 64, 64])
 >>> print(catalog())
 kind         name                  description
 -----------  --------------------  -----------
+...
 objective    channel               Mean activation of channel ``unit`` over all positions.
 ...
 objective    sparse_channel        (no description)
@@ -25,6 +26,7 @@ A leaf: it imports no other captum_fv module. The built-ins register themselves 
 defined (objectives through ``captum_fv.objectives.objective``, attribution methods in
 ``captum_fv.attribution``), and so does the adapter that wraps a Captum class.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -52,8 +54,7 @@ def _lookup(name: str, table: Dict[str, Any], kind: str) -> Any:
     raise LookupError(f"no {kind} named {name!r}{hint} Registered: {', '.join(table)}")
 
 
-def register_objective(name: str, factory: Optional[Callable[..., Any]] = None, *,
-                       overwrite: bool = False) -> Any:
+def register_objective(name: str, factory: Optional[Callable[..., Any]] = None, *, overwrite: bool = False) -> Any:
     """Register ``factory(*args) -> Objective`` under ``name``; without ``factory``, a decorator.
 
     >>> register_objective("bright", lambda: obj.l2(0.0))  # maximized: far from black
@@ -88,13 +89,17 @@ def register_attribution(name: str, method: Any, *, overwrite: bool = False) -> 
     _check_name(name, _ATTRIBUTIONS, "attribution", overwrite)
     if inspect.isclass(method) and hasattr(method, "attribute"):
         if not _CLASS_ADAPTER:
-            raise RuntimeError("import captum_fv (or captum_fv.attribution) before registering "
-                               "a Captum class: it provides the adapter that runs it")
+            raise RuntimeError(
+                "import captum_fv (or captum_fv.attribution) before registering "
+                "a Captum class: it provides the adapter that runs it"
+            )
         method = _CLASS_ADAPTER[0](method)
     elif not callable(method):
-        raise TypeError("an attribution method must be a Captum Neuron* class or a callable "
-                        "adapter(forward_func, layer, selector, inputs, **kwargs); got "
-                        f"{type(method).__name__}")
+        raise TypeError(
+            "an attribution method must be a Captum Neuron* class or a callable "
+            "adapter(forward_func, layer, selector, inputs, **kwargs); got "
+            f"{type(method).__name__}"
+        )
     _ATTRIBUTIONS[name] = method
     return method
 
@@ -136,6 +141,7 @@ def catalog(width: int = 100) -> str:
     >>> print(catalog())
     kind         name                  description
     -----------  --------------------  -----------
+    ...
     objective    channel               Mean activation of channel ``unit`` over all positions.
     ...
     """
@@ -147,4 +153,3 @@ def catalog(width: int = 100) -> str:
     lines = [f"{'kind':<{wk}}  {'name':<{wn}}  description", f"{'-' * wk}  {'-' * wn}  {'-' * 11}"]
     lines += [f"{k:<{wk}}  {n:<{wn}}  {d}" for k, n, d in rows]
     return "\n".join(lines)
-

@@ -5,6 +5,7 @@
 Everything random (initial noise, transforms) comes from generators seeded by ``seed``, so a run
 reproduces exactly on CPU and never touches the global RNG; the model is left as it was found.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -13,14 +14,15 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Seq
 
 import torch
 from torch import nn
-from .progress import progress_bar
 
 from . import recipe as recipe_lib
 from . import transforms as tf
-from .hooks import Capture, batch_args, forward_args, model_guard
 from .addressing import LayerRef, resolve_layer
+from .hooks import Capture, batch_args, forward_args, model_guard
 from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
-from .objectives.base import Context, Objective, as_objective, layer_id as _layer_id
+from .objectives.base import Context, Objective, as_objective
+from .objectives.base import layer_id as _layer_id
+from .progress import progress_bar
 from .rescue import Rescue, RescueConfig, depends_on_input, redirected
 
 #: Steps at which :func:`render` keeps a copy of the images unless told otherwise.
@@ -80,8 +82,9 @@ class Schedule:
     blur_sigma: float = 0.5
 
     @classmethod
-    def of(cls, steps: int, thresholds: Optional[Sequence[int]], blur_every: Optional[int],
-           blur_sigma: float) -> "Schedule":
+    def of(
+        cls, steps: int, thresholds: Optional[Sequence[int]], blur_every: Optional[int], blur_sigma: float
+    ) -> "Schedule":
         keep = set(DEFAULT_THRESHOLDS if thresholds is None else thresholds)
         return cls(steps, frozenset(int(t) for t in keep if 0 <= t < steps), blur_every, blur_sigma)
 
@@ -130,12 +133,20 @@ def view_args(args: Tuple[Any, ...], batch: int, views: int) -> Tuple[Any, ...]:
     """Per-slot extra forward arguments repeated for ``views`` crop-major views of each slot."""
     if views <= 1:
         return args
-    return tuple(a.repeat(views, *(1,) * (a.dim() - 1)) if torch.is_tensor(a) and a.dim() > 0
-                 and a.shape[0] == batch else a for a in args)
+    return tuple(
+        a.repeat(views, *(1,) * (a.dim() - 1)) if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == batch else a
+        for a in args
+    )
 
 
-def slot_values(obj: Objective, images: torch.Tensor, inputs: torch.Tensor,
-                acts: Dict[str, torch.Tensor], keys: Dict[Any, str], step: int) -> torch.Tensor:
+def slot_values(
+    obj: Objective,
+    images: torch.Tensor,
+    inputs: torch.Tensor,
+    acts: Dict[str, torch.Tensor],
+    keys: Dict[Any, str],
+    step: int,
+) -> torch.Tensor:
     """The objective per slot (B,). When the transform made ``n`` views of each slot (rows
     ``k * B + b``, e.g. :func:`transforms.crops`), the objective scores each view group as a
     batch of B slots and a slot's value is the mean over its views, so per-slot objectives
@@ -149,9 +160,18 @@ def slot_values(obj: Objective, images: torch.Tensor, inputs: torch.Tensor,
             "the same number of views of every slot (crop-major rows: view k of slot i is "
             "row k * B + i), and every captured layer must keep one row per input"
         )
-    views = [obj(Context(images, inputs[k * b:(k + 1) * b],
-                         {key: a[k * b:(k + 1) * b] for key, a in acts.items()}, keys, step))
-             for k in range(rows // b)]
+    views = [
+        obj(
+            Context(
+                images,
+                inputs[k * b : (k + 1) * b],
+                {key: a[k * b : (k + 1) * b] for key, a in acts.items()},
+                keys,
+                step,
+            )
+        )
+        for k in range(rows // b)
+    ]
     return torch.stack(views).mean(0)
 
 
@@ -213,8 +233,9 @@ def score(loop: Loop, run: Capture, images: torch.Tensor, step: int) -> torch.Te
     return loop.obj(Context(images, images, run(images.to(loop.dtype), loop.args), loop.keys, step))
 
 
-def optimize(loop: Loop, run: Capture, schedule: Schedule, start: torch.Tensor,
-             progress: bool, rescue: Optional[Rescue] = None) -> "tuple[Dict[int, torch.Tensor], List[torch.Tensor]]":
+def optimize(
+    loop: Loop, run: Capture, schedule: Schedule, start: torch.Tensor, progress: bool, rescue: Optional[Rescue] = None
+) -> "tuple[Dict[int, torch.Tensor], List[torch.Tensor]]":
     """The ascent: snapshots at the schedule's steps and the objective per slot at each step;
     ``rescue`` redirects ReLU gradients in its phases and restarts dead slots."""
     snapshots: Dict[int, torch.Tensor] = {}
@@ -222,8 +243,9 @@ def optimize(loop: Loop, run: Capture, schedule: Schedule, start: torch.Tensor,
     last_good = start.detach()
     rescue = rescue or Rescue(None, start.shape[0], schedule.steps, 0)
     probe = torch.Generator().manual_seed(rescue.generator.initial_seed() + 1)
-    watch = ZeroGradWatch(loop.obj, schedule.steps,
-                          lambda: depends_on_input(lambda x: score(loop, run, x, 0), start, probe))
+    watch = ZeroGradWatch(
+        loop.obj, schedule.steps, lambda: depends_on_input(lambda x: score(loop, run, x, 0), start, probe)
+    )
     bar = progress_bar(range(schedule.steps), desc="render", disable=not progress, leave=False)
     for step in bar:
         if step in schedule.keep:
@@ -306,8 +328,15 @@ def render(
     param, start = setup_param(made.param, obj, device)
     params = list(param.parameters())
     loop = Loop(
-        param, params, made.optimizer(params), made.transform, torch.Generator().manual_seed(seed),
-        obj, keys, dtype, batch_args(forward_args(additional_forward_args), start.shape[0]),
+        param,
+        params,
+        made.optimizer(params),
+        made.transform,
+        torch.Generator().manual_seed(seed),
+        obj,
+        keys,
+        dtype,
+        batch_args(forward_args(additional_forward_args), start.shape[0]),
         transparency=torch.zeros_like(start[:, :1], dtype=torch.float32) if transparency else None,
     )
     schedule = Schedule.of(steps, thresholds, blur_every, blur_sigma)
@@ -320,8 +349,17 @@ def render(
         warnings.warn(saver.message(obj.name), stacklevel=2)
     snapshots[steps] = images
     hist = torch.stack(history).float().cpu() if history else torch.zeros(0, images.shape[0])
-    return RenderResult(images, snapshots, hist, values.float().cpu(), obj, seed, param, dead_slots=saver.dead,
-                        transparency=None if loop.transparency is None else unit_scale(loop.transparency).cpu())
+    return RenderResult(
+        images,
+        snapshots,
+        hist,
+        values.float().cpu(),
+        obj,
+        seed,
+        param,
+        dead_slots=saver.dead,
+        transparency=None if loop.transparency is None else unit_scale(loop.transparency).cpu(),
+    )
 
 
 def _check_values(values: Any, batch: int, obj: Objective) -> None:

@@ -19,6 +19,7 @@ itself is never modified: nothing to restore, whatever ends the block.
 :class:`Rescue` drives a render: redirected phases, per-slot dead detection, bounded retries
 from a new random start, and the slots still dead at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,7 +40,8 @@ _PROBES = 3  # binary-noise images a zero-gradient objective is scored on (besid
 @dataclass(frozen=True)
 class RescueConfig:
     """How a render rescues dead slots: ``steps`` redirected steps, ``retries`` more redirected
-    phases for a slot still dead after them (restarted from new noise if it did not move), ``warn`` once about the slots still dead at the end;
+    phases for a slot still dead after them (restarted from new noise if it did not move), ``warn``
+    once about the slots still dead at the end;
     ``slots`` the slots to watch, all read by the objective (None: every slot, and then one whose
     value never changes with the input is taken for a slot the objective ignores, not a dead one;
     name them to leave out e.g. a negative optimum, already at its floor)."""
@@ -67,8 +69,9 @@ class _Redirected(torch.autograd.Function):
     """A ReLU (``upper`` None) or ReLU6 (``upper`` 6) whose backward redirects flat rows."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, run: Callable[[], torch.Tensor], upper: Optional[float],
-                inplace: bool) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, run: Callable[[], torch.Tensor], upper: Optional[float], inplace: bool
+    ) -> torch.Tensor:
         y = run()  # the original op, so forward values are bit-identical
         if inplace:
             ctx.mark_dirty(x)
@@ -115,7 +118,8 @@ def _match(func: Any, args: Sequence[Any], kwargs: Dict[str, Any]) -> Optional[T
         return None, func in _INPLACE or bool(_arg(args, kwargs, 1, "inplace", False))
     if func is F.relu6:
         return 6.0, bool(_arg(args, kwargs, 1, "inplace", False))
-    if func is F.hardtanh and (_arg(args, kwargs, 1, "min_val", -1.0), _arg(args, kwargs, 2, "max_val", 1.0)) == (0.0, 6.0):
+    bounds = (_arg(args, kwargs, 1, "min_val", -1.0), _arg(args, kwargs, 2, "max_val", 1.0))
+    if func is F.hardtanh and bounds == (0.0, 6.0):
         return 6.0, bool(_arg(args, kwargs, 3, "inplace", False))
     return None
 
@@ -160,8 +164,14 @@ def zero_grad_slots(params: Sequence[torch.Tensor], batch: int) -> Optional[torc
 
 
 @torch.no_grad()
-def reinit_slots(params: Sequence[torch.Tensor], opt: torch.optim.Optimizer, slots: Sequence[int],
-                 batch: int, generator: torch.Generator, gain: float) -> None:
+def reinit_slots(
+    params: Sequence[torch.Tensor],
+    opt: torch.optim.Optimizer,
+    slots: Sequence[int],
+    batch: int,
+    generator: torch.Generator,
+    gain: float,
+) -> None:
     """Draw the slots' parameters afresh (Gaussian, ``gain`` times their current spread) and clear
     their optimizer state, so they restart from another random image."""
     for p in slot_rows(params, batch):
@@ -183,8 +193,9 @@ def probe_images(like: torch.Tensor, generator: torch.Generator, probes: int = _
 
 
 @torch.no_grad()
-def varying_slots(score: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor,
-                  generator: torch.Generator, probes: int = _PROBES) -> torch.Tensor:
+def varying_slots(
+    score: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, generator: torch.Generator, probes: int = _PROBES
+) -> torch.Tensor:
     """(batch,) bool: slots whose value under ``score`` (images -> per-slot values) changes at
     all between ``like`` and the :func:`probe_images`."""
     first = score(like)
@@ -194,8 +205,9 @@ def varying_slots(score: Callable[[torch.Tensor], torch.Tensor], like: torch.Ten
     return varies.cpu()
 
 
-def depends_on_input(score: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor,
-                     generator: torch.Generator, probes: int = _PROBES) -> bool:
+def depends_on_input(
+    score: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, generator: torch.Generator, probes: int = _PROBES
+) -> bool:
     """Whether the objective's value changes at all on :func:`probe_images`: a zero gradient
     alone does not tell a flat start from an objective that ignores the input."""
     return bool(varying_slots(score, like, generator, probes).any())
@@ -223,8 +235,14 @@ class Rescue:
         """Whether ``step`` redirects gradients."""
         return step < self.phase_end
 
-    def after_step(self, step: int, params: Sequence[torch.Tensor], opt: torch.optim.Optimizer,
-                   score: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor) -> None:
+    def after_step(
+        self,
+        step: int,
+        params: Sequence[torch.Tensor],
+        opt: torch.optim.Optimizer,
+        score: Callable[[torch.Tensor], torch.Tensor],
+        like: torch.Tensor,
+    ) -> None:
         """Call after each optimizer step with the step's gradients still in ``params``;
         ``score`` (images -> per-slot values) and ``like`` tell slots the objective ignores."""
         if self.config is None or step > self.phase_end or not self.watch:
@@ -267,6 +285,8 @@ class Rescue:
 
     def message(self, name: str) -> str:
         phases = 1 + max((self.attempts[s] for s in self.dead), default=0)
-        return (f"{len(self.dead)} of {self.batch} slots of {name} never got a gradient: slots "
-                f"{self.dead} still had none after {phases} phase(s) of redirected ReLU gradients "
-                "(see RenderResult.dead_slots)")
+        return (
+            f"{len(self.dead)} of {self.batch} slots of {name} never got a gradient: slots "
+            f"{self.dead} still had none after {phases} phase(s) of redirected ReLU gradients "
+            "(see RenderResult.dead_slots)"
+        )

@@ -10,6 +10,7 @@ random parameters from the given ``torch.Generator`` (never the global RNG).
 >>> out.shape  # 64 px padded by 12 a side (88), then a random 80 px window
 torch.Size([4, 3, 80, 80])
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,8 @@ def pad(width: int, mode: str = "constant", value: float = 0.5) -> Transform:
     neutral border instead of wrapping or cropping the image."""
 
     def t(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return F.pad(x, (width,) * 4, mode=mode, value=value) if mode == "constant" else F.pad(
-            x, (width,) * 4, mode=mode
+        return (
+            F.pad(x, (width,) * 4, mode=mode, value=value) if mode == "constant" else F.pad(x, (width,) * 4, mode=mode)
         )
 
     return t
@@ -175,8 +176,7 @@ def crops(
         theta = torch.zeros(m, 2, 3)
         theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = s, s, cx, cy
         grid = F.affine_grid(theta.to(x), [m, c, *out_hw], align_corners=False)
-        out = F.grid_sample(x.repeat(n, 1, 1, 1), grid, mode="bilinear", padding_mode="border",
-                            align_corners=False)
+        out = F.grid_sample(x.repeat(n, 1, 1, 1), grid, mode="bilinear", padding_mode="border", align_corners=False)
         if noise > 0:
             # drawn on the images' device from a seed of g: reproducible, and no large CPU draw
             seed = int(torch.randint(2**62, (1,), generator=g))

@@ -19,9 +19,11 @@ its title and its file name. :func:`as_units` reads "many units": any sequence o
 >>> [v.title for v in as_units(range(2))]
 ['channel 0', 'channel 1']
 """
+
 from __future__ import annotations
 
 import hashlib
+import inspect
 import numbers
 import re
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
@@ -47,8 +49,10 @@ class ChannelSelector:
     def __call__(self, layer_output: torch.Tensor) -> torch.Tensor:
         if layer_output.dim() < 2 or self.index >= layer_output.shape[1]:
             n = layer_output.shape[1] if layer_output.dim() > 1 else 0
-            raise IndexError(f"channel {self.index} is out of range for a layer output of shape "
-                             f"{tuple(layer_output.shape[1:])} ({n} channels)")
+            raise IndexError(
+                f"channel {self.index} is out of range for a layer output of shape "
+                f"{tuple(layer_output.shape[1:])} ({n} channels)"
+            )
         return spatial_mean(layer_output[:, self.index])
 
     def __repr__(self) -> str:
@@ -84,8 +88,14 @@ class Unit:
 
     __slots__ = ("kind", "channel", "index", "fn", "selector")
 
-    def __init__(self, kind: str, selector: Any, channel: Optional[int] = None,
-                 index: Optional[Tuple[Any, ...]] = None, fn: Optional[Callable] = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        selector: Any,
+        channel: Optional[int] = None,
+        index: Optional[Tuple[Any, ...]] = None,
+        fn: Optional[Callable] = None,
+    ) -> None:
         self.kind, self.selector, self.channel, self.index, self.fn = kind, selector, channel, index, fn
 
     # -- parsing -----------------------------------------------------------------------------
@@ -97,7 +107,8 @@ class Unit:
         if isinstance(selector, (bool, np.bool_)):
             raise TypeError("a neuron selector cannot be a bool")
         if isinstance(selector, (numbers.Integral, np.integer)) or (
-                torch.is_tensor(selector) and selector.dim() == 0 and not selector.is_floating_point()):
+            torch.is_tensor(selector) and selector.dim() == 0 and not selector.is_floating_point()
+        ):
             c = int(selector)
             if c < 0:
                 raise ValueError(f"a channel index must be a non-negative int, got {c}")
@@ -110,7 +121,8 @@ class Unit:
             return cls("function", selector, fn=selector)
         raise TypeError(
             "a neuron selector is an int (channel), a tuple indexing one neuron, e.g. (c, y, x), or "
-            f"a callable from the layer output to one value per example; got {type(selector).__name__}")
+            f"a callable from the layer output to one value per example; got {type(selector).__name__}"
+        )
 
     # -- names -------------------------------------------------------------------------------
     @property
@@ -137,7 +149,10 @@ class Unit:
         functions that share a name are not the same unit (used by resume fingerprints)."""
         if self.kind != "function":
             return self.file_name
-        code = getattr(self.fn, "__code__", None) or getattr(getattr(self.fn, "__call__", None), "__code__", None)
+        # a callable object keeps its code on its class's __call__
+        code = getattr(self.fn, "__code__", None) or getattr(
+            inspect.getattr_static(type(self.fn), "__call__", None), "__code__", None
+        )
         if code is None:
             return self.file_name
         body = code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode()
@@ -157,8 +172,14 @@ class Unit:
         return (self.kind, self.channel, self.index) == (other.kind, other.channel, other.index)
 
     def __hash__(self) -> int:
-        return hash((self.kind, self.channel, self.index if self.kind == "neuron" else None,
-                     id(self.fn) if self.kind == "function" else None))
+        return hash(
+            (
+                self.kind,
+                self.channel,
+                self.index if self.kind == "neuron" else None,
+                id(self.fn) if self.kind == "function" else None,
+            )
+        )
 
     # -- values ------------------------------------------------------------------------------
     def check(self, layer_shape: Sequence[int], layer: LayerLike = None) -> None:
@@ -168,8 +189,10 @@ class Unit:
         if self.kind == "channel":
             n = shape[0] if shape else 0
             if self.channel >= n:
-                raise IndexError(f"channel {self.channel} is out of range for layer {layer_name(layer)}, "
-                                 f"which has {n} channels (0..{n - 1})")
+                raise IndexError(
+                    f"channel {self.channel} is out of range for layer {layer_name(layer)}, "
+                    f"which has {n} channels (0..{n - 1})"
+                )
         elif self.kind == "neuron":
             self._check_index(shape)
 
@@ -178,11 +201,14 @@ class Unit:
             raise ValueError(
                 f"selector {self.index} has {len(self.index)} indices but the layer output has shape "
                 f"{shape} ({len(shape)} dims, no batch); give one index per dim, e.g. (channel, y, x), "
-                "or pass an int / captum_fv.channel(c) for a whole channel")
+                "or pass an int / captum_fv.channel(c) for a whole channel"
+            )
         for i, (k, n) in enumerate(zip(self.index, shape)):
             if isinstance(k, numbers.Integral) and not -n <= k < n:
-                raise IndexError(f"selector {self.index}: index {k} is out of range for dim {i} of size "
-                                 f"{n} (layer output shape {shape})")
+                raise IndexError(
+                    f"selector {self.index}: index {k} is out of range for dim {i} of size "
+                    f"{n} (layer output shape {shape})"
+                )
 
     def is_single(self, layer_shape: Sequence[int]) -> bool:
         """Whether the unit is one neuron of a layer output of ``layer_shape`` (no batch dim):
@@ -206,16 +232,22 @@ class Unit:
         if v.dim() == 2 and v.shape[1] == 1:
             v = v[:, 0]
         if v.shape != (acts.shape[0],):
-            raise ValueError(f"selector {self.title} returned shape {tuple(v.shape)} for a batch of "
-                             f"{acts.shape[0]}; it must return one value per example, shape ({acts.shape[0]},)")
+            raise ValueError(
+                f"selector {self.title} returned shape {tuple(v.shape)} for a batch of "
+                f"{acts.shape[0]}; it must return one value per example, shape ({acts.shape[0]},)"
+            )
         return v
 
     def objective(self, layer: LayerLike, batch: Slots = None) -> Objective:
         """'Maximize this unit at ``layer``' on the targeted batch slots (all when None)."""
         if self.kind == "channel":
             return unit_objectives.channel(layer, self.channel, batch=batch)
-        return Objective(lambda ctx: per_slot(lambda a, _: self.value(a), ctx.acts(layer), batch),
-                         [layer], f"{self.title} @ {layer_name(layer)}", min_batch_for(batch))
+        return Objective(
+            lambda ctx: per_slot(lambda a, _: self.value(a), ctx.acts(layer), batch),
+            [layer],
+            f"{self.title} @ {layer_name(layer)}",
+            min_batch_for(batch),
+        )
 
     def neuron_selector(self, aggregates: bool = True) -> Any:
         """The unit in Captum's ``neuron_selector`` terms: a channel as :func:`channel` (or, for
@@ -242,8 +274,11 @@ class _NamedValue:
 def is_many(selectors: Any) -> bool:
     """Whether ``selectors`` is a sequence of selectors (list, range, 1-D array or tensor) rather
     than one selector; a tuple is one neuron, as in Captum."""
-    return isinstance(selectors, (list, range)) or (isinstance(selectors, np.ndarray) and selectors.ndim == 1) \
+    return (
+        isinstance(selectors, (list, range))
+        or (isinstance(selectors, np.ndarray) and selectors.ndim == 1)
         or (torch.is_tensor(selectors) and selectors.dim() == 1)
+    )
 
 
 def as_units(selectors: Any) -> List[Unit]:
@@ -252,8 +287,9 @@ def as_units(selectors: Any) -> List[Unit]:
     if is_many(selectors):
         units = [Unit.parse(s.item() if hasattr(s, "item") and not callable(s) else s) for s in selectors]
         if not units:
-            raise ValueError("no neuron selectors given (no units); pass a selector or a non-empty "
-                             "sequence of selectors")
+            raise ValueError(
+                "no neuron selectors given (no units); pass a selector or a non-empty sequence of selectors"
+            )
         return units
     return [Unit.parse(selectors)]
 

@@ -1,6 +1,7 @@
 """NeuronVisualization: the Captum-style entry point, ``(forward_func, layer)`` like Captum's
 ``NeuronAttribution`` family, producing a unit's positive optimum, diversity facets and negative
 optimum in one batched optimization."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,12 +13,12 @@ import torch
 from torch import nn
 
 from . import recipe as recipe_lib
-from .hooks import Capture, batch_args, forward_args, model_guard
 from .addressing import LayerLike, resolve_layer
+from .hooks import Capture, batch_args, forward_args, model_guard
 from .mining import DatasetExamples
 from .modelinfo import OutputKey, infer_in_channels, model_dtype, module_of
-from .objectives.diversity import diversity as _diversity_objective
 from .objectives.base import Objective
+from .objectives.diversity import diversity as _diversity_objective
 from .render import render
 from .rescue import RescueConfig
 from .unit import Selector, Unit, as_units, is_many, units_objective
@@ -101,8 +102,7 @@ class NeuronVisualization:
         self.layer = resolve_layer(self.module, layer)
         self._layer_spec = layer if isinstance(layer, nn.Module) else self.layer.key
 
-    def _objective(self, units: Sequence[Unit], layout: Sequence[SlotLayout],
-                   diversity_weight: float) -> Objective:
+    def _objective(self, units: Sequence[Unit], layout: Sequence[SlotLayout], diversity_weight: float) -> Objective:
         spec = self._layer_spec
         pos = [(u, s) for u, lay in zip(units, layout) for s in lay.maximized]
         neg = [(u, s) for u, lay in zip(units, layout) for s in lay.negative]
@@ -164,13 +164,25 @@ class NeuronVisualization:
             part = units[chunk.start : chunk.stop]
             layout = [SlotLayout.of(i, facets, negative) for i in range(len(part))]
             obj = self._objective(part, layout, diversity_weight)
-            p = chosen.param(recipe_lib.ParamSpec(size, len(part) * per_unit, infer_in_channels(self.module),
-                                                  seed + chunk.start, fft, decorrelate))
+            p = chosen.param(
+                recipe_lib.ParamSpec(
+                    size, len(part) * per_unit, infer_in_channels(self.module), seed + chunk.start, fft, decorrelate
+                )
+            )
             saver = _rescue_config(rescue, layout)
             res = render(
-                self.forward_func, obj, param=p, rescue=saver, transforms=transforms, steps=steps, lr=lr,
-                thresholds=thresholds, seed=seed + chunk.start, progress=progress,
-                additional_forward_args=additional_forward_args, recipe=chosen.name,
+                self.forward_func,
+                obj,
+                param=p,
+                rescue=saver,
+                transforms=transforms,
+                steps=steps,
+                lr=lr,
+                thresholds=thresholds,
+                seed=seed + chunk.start,
+                progress=progress,
+                additional_forward_args=additional_forward_args,
+                recipe=chosen.name,
                 examples=None if examples is None else slot_examples(examples[chunk.start : chunk.stop], layout),
             )
             reached = self.activation(res.images, part, layout, additional_forward_args)
@@ -178,20 +190,30 @@ class NeuronVisualization:
                 results.append(self._pack(unit, lay, res, act))
         dead = [v.name for v in results if v.dead]
         if dead:
-            warnings.warn(f"{len(dead)} of {len(results)} units never got a gradient, even with redirected "
-                          f"ReLUs and restarts (their images stayed at the start; .dead is True): "
-                          f"{', '.join(dead)}", stacklevel=2)
+            warnings.warn(
+                f"{len(dead)} of {len(results)} units never got a gradient, even with redirected "
+                f"ReLUs and restarts (their images stayed at the start; .dead is True): "
+                f"{', '.join(dead)}",
+                stacklevel=2,
+            )
         return results if is_many(neuron_selector) else results[0]
 
-    def _top_examples(self, units: Sequence[Unit], dataset: Any, k: int, progress: bool,
-                      additional_forward_args: Any) -> List[torch.Tensor]:
+    def _top_examples(
+        self, units: Sequence[Unit], dataset: Any, k: int, progress: bool, additional_forward_args: Any
+    ) -> List[torch.Tensor]:
         """Each unit's ``k`` top dataset examples (one mining pass), for a dataset prior."""
         if dataset is None:
-            raise ValueError("this recipe needs natural examples of each unit: pass dataset= (mined "
-                             "for each unit's top examples) or examples= (one tensor per unit)")
+            raise ValueError(
+                "this recipe needs natural examples of each unit: pass dataset= (mined "
+                "for each unit's top examples) or examples= (one tensor per unit)"
+            )
         mined = DatasetExamples(self.forward_func, self._layer_spec).collect(
-            dataset, k=k, units=[u.selector for u in units], progress=progress,
-            additional_forward_args=additional_forward_args)
+            dataset,
+            k=k,
+            units=[u.selector for u in units],
+            progress=progress,
+            additional_forward_args=additional_forward_args,
+        )
         return [mined.images(u.selector) for u in units]
 
     def activation(
@@ -206,10 +228,14 @@ class NeuronVisualization:
         units = [Unit.parse(s) for s in selectors]
         if layout is None:
             layout = [SlotLayout(list(range(len(images))))] * len(units)
-        acts = activations(self.forward_func, self._layer_spec, images,
-                           additional_forward_args=additional_forward_args)
-        return [{role: unit.value(acts[slots]).float().cpu() if slots else torch.zeros(0)
-                 for role, slots in lay.roles().items()} for unit, lay in zip(units, layout)]
+        acts = activations(self.forward_func, self._layer_spec, images, additional_forward_args=additional_forward_args)
+        return [
+            {
+                role: unit.value(acts[slots]).float().cpu() if slots else torch.zeros(0)
+                for role, slots in lay.roles().items()
+            }
+            for unit, lay in zip(units, layout)
+        ]
 
     def _pack(self, unit: Unit, lay: SlotLayout, res: Any, act: Dict) -> Visualization:
         imgs = res.images
@@ -227,8 +253,9 @@ class NeuronVisualization:
         )
 
 
-def slot_examples(examples: Sequence[Optional[torch.Tensor]], layout: Sequence[SlotLayout]
-                  ) -> List[Optional[torch.Tensor]]:
+def slot_examples(
+    examples: Sequence[Optional[torch.Tensor]], layout: Sequence[SlotLayout]
+) -> List[Optional[torch.Tensor]]:
     """Per batch slot, its unit's examples on the maximized slots (None on negative ones)."""
     out: List[Optional[torch.Tensor]] = [None] * sum(len(lay.maximized) + len(lay.negative) for lay in layout)
     for ex, lay in zip(examples, layout):

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random conv net for logic tests, the real default model for the few
 tests whose claim is about real features, and helpers to snapshot global state."""
+
 from __future__ import annotations
 
 import random
@@ -99,7 +100,9 @@ def model_state(model: nn.Module) -> Dict[str, Any]:
 
 def hook_count(model: nn.Module) -> int:
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     )

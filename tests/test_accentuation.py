@@ -1,15 +1,16 @@
 """Feature accentuation: raises the unit on given photos while staying close to them, batched
 across units and images; in the report, beside each top example's attribution."""
+
 from __future__ import annotations
 
 import json
 
 import torch
+from conftest import make_tiny
 from torch import nn
 
 import captum_fv as fv
 from captum_fv.report import NeuronReport
-from conftest import make_tiny
 
 
 def photos(n: int = 3) -> torch.Tensor:

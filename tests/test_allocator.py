@@ -1,4 +1,5 @@
 """tune_cpu_allocator: applies on Linux glibc, leaves a user's own malloc configuration alone."""
+
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 
 def _glibc() -> bool:
     try:
@@ -20,8 +22,9 @@ SCRIPT = "import captum_fv as fv; print(fv.tune_cpu_allocator(), fv.tune_cpu_all
 def _run(extra_env: dict) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
     env.update(extra_env)
-    return subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                          check=True).stdout.split()
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 @pytest.mark.skipif(not _glibc(), reason="mallopt is glibc's")

@@ -1,4 +1,5 @@
 """Tests for captum_fv.attribution: Captum's methods driven by captum-fv selectors."""
+
 from __future__ import annotations
 
 import warnings
@@ -52,8 +53,10 @@ def x() -> torch.Tensor:
 
 
 def no_hooks(m: nn.Module) -> bool:
-    return all(not (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks
-                    or mod._backward_pre_hooks) for mod in m.modules())
+    return all(
+        not (mod._forward_hooks or mod._forward_pre_hooks or mod._backward_hooks or mod._backward_pre_hooks)
+        for mod in m.modules()
+    )
 
 
 # ------------------------------------------------------------------ the real model
@@ -113,8 +116,7 @@ def test_channel_selectors_work_for_every_aggregating_method(model, x, name):
 def test_int_channel_means_captum_channel_selector(model, x):
     """Captum sees the same spatial-mean definition the visualization maximized."""
     ours = attribute(model, "conv2", x, 3, n_steps=20, tolerance=None)
-    theirs = NeuronIntegratedGradients(model, model.conv2).attribute(
-        x, neuron_selector=fv.channel(3), n_steps=20)
+    theirs = NeuronIntegratedGradients(model, model.conv2).attribute(x, neuron_selector=fv.channel(3), n_steps=20)
     torch.testing.assert_close(ours.attributions, theirs)
     with torch.no_grad():
         f = model.conv2(model.relu1(model.bn(model.conv1(x))))[:, 3].mean((1, 2))
@@ -129,8 +131,9 @@ def test_callable_selector_and_baselines(model, x):
     assert a.attributions.shape == x.shape
     assert bool((a.relative_delta < 0.05).all())
     with torch.no_grad():
-        assert torch.allclose(a.baseline_activations,
-                              two(model.conv2(model.relu1(model.bn(model.conv1(torch.full_like(x, 0.5)))))))
+        assert torch.allclose(
+            a.baseline_activations, two(model.conv2(model.relu1(model.bn(model.conv1(torch.full_like(x, 0.5))))))
+        )
 
 
 def test_class_logit_pairs_with_integrated_gradients(model, x):
@@ -182,19 +185,17 @@ def test_hook_based_methods_need_the_module(model, x):
 @pytest.mark.parametrize("rule", ["riemann_trapezoid", "gausslegendre"])
 def test_method_is_captums_integration_method(model, x, rule):
     a = attribute(model, "conv2", x, 1, n_steps=16, method=rule, tolerance=None)
-    b = NeuronIntegratedGradients(model, model.conv2).attribute(
-        x, fv.channel(1), n_steps=16, method=rule)
+    b = NeuronIntegratedGradients(model, model.conv2).attribute(x, fv.channel(1), n_steps=16, method=rule)
     torch.testing.assert_close(a.attributions, b)
     if rule == "riemann_trapezoid":  # another rule: other attributions, so method= reached Captum
-        assert not torch.allclose(a.attributions, attribute(model, "conv2", x, 1, n_steps=16,
-                                                            tolerance=None).attributions)
+        assert not torch.allclose(
+            a.attributions, attribute(model, "conv2", x, 1, n_steps=16, tolerance=None).attributions
+        )
 
 
 def test_captum_vocabulary_keywords(model, x):
-    a = attribute(forward_func=model, layer="conv2", inputs=x, neuron_selector=1,
-                  attribution="gradient")
-    b = NeuronGradient(model, model.conv2).attribute(x.clone().requires_grad_(True),
-                                                     neuron_selector=fv.channel(1))
+    a = attribute(forward_func=model, layer="conv2", inputs=x, neuron_selector=1, attribution="gradient")
+    b = NeuronGradient(model, model.conv2).attribute(x.clone().requires_grad_(True), neuron_selector=fv.channel(1))
     torch.testing.assert_close(a.attributions, b)
     with pytest.raises(TypeError, match="attribution='deeplift'"):
         attribute(model, "conv2", x, 1, method="deeplift")  # the old spelling of our choice
@@ -258,7 +259,6 @@ def test_neuron_methods_skip_the_network_after_the_layer():
     """IG through the truncated prefix: modules after the layer run only in the first (probing)
     call, and the attributions equal Captum's on the full model."""
     from captum.attr import NeuronIntegratedGradients
-
     from conftest import make_tiny
 
     model = make_tiny()
@@ -297,8 +297,8 @@ def test_unconverged_examples_are_integrated_again_with_more_steps(model):
     torch.testing.assert_close(fine.attributions[kept], coarse.attributions[kept])
     ig = NeuronIntegratedGradients(model, model.conv2)
     for i, steps in enumerate(fine.n_steps.tolist()):
-        ref = ig.attribute(x[i:i + 1], fv.channel(1), baselines=baselines[i:i + 1], n_steps=steps)
-        torch.testing.assert_close(fine.attributions[i:i + 1], ref)
+        ref = ig.attribute(x[i : i + 1], fv.channel(1), baselines=baselines[i : i + 1], n_steps=steps)
+        torch.testing.assert_close(fine.attributions[i : i + 1], ref)
     assert bool((fine.delta <= coarse.delta + 1e-6).all())
 
 

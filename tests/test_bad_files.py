@@ -1,4 +1,5 @@
 """Bad files in an image folder are found when the dataset is made, before any optimization."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,25 @@ from captum_fv import cli, imagefile
 from captum_fv.data import image_folder
 from captum_fv.imagefile import ImageTooLargeError, UnreadableImageError, check_image_file
 
-TINY = ["--model", "conftest:make_tiny", "--layer", "conv2", "--size", "32", "--steps", "2",
-        "--facets", "1", "--k", "2", "--n-steps", "4", "--tolerance", "0", "--quiet"]
+TINY = [
+    "--model",
+    "conftest:make_tiny",
+    "--layer",
+    "conv2",
+    "--size",
+    "32",
+    "--steps",
+    "2",
+    "--facets",
+    "1",
+    "--k",
+    "2",
+    "--n-steps",
+    "4",
+    "--tolerance",
+    "0",
+    "--quiet",
+]
 
 
 def _photo(seed: int, size=(48, 40)) -> Image.Image:

@@ -1,15 +1,16 @@
 """The report in a real browser: headless Chromium loads index.html and a unit page, every image
 loads (naturalWidth > 0) and the console shows no errors. CI installs Debian's chromium and
 chromium-driver; without them this test skips locally and fails under CI."""
+
 from __future__ import annotations
 
 import os
 import shutil
 
 import pytest
+from conftest import make_tiny
 
 from captum_fv.report import NeuronReport
-from conftest import make_tiny
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,10 +29,18 @@ def driver(tmp_path_factory):
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch drivers
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",
-                "--window-size=1280,1600"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",
+        "--window-size=1280,1600",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service(DRIVER), options=opts)
@@ -45,8 +54,9 @@ def report_dir(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("browser_report")
     ds = fv.data.sample_images(size=32, crops=2)
-    NeuronReport(make_tiny(), "conv2", ds, size=32, steps=4, facets=2, k=2, progress=False,
-                 attribution_kwargs={"n_steps": 8}).run([0, 1], out)
+    NeuronReport(
+        make_tiny(), "conv2", ds, size=32, steps=4, facets=2, k=2, progress=False, attribution_kwargs={"n_steps": 8}
+    ).run([0, 1], out)
     return out
 
 

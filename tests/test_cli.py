@@ -1,4 +1,5 @@
 """The captum-fv command: exit codes, one-line errors, output confined to --out, resume."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,21 @@ import torch
 
 from captum_fv import cli
 
-TINY = ["--model", "conftest:make_tiny", "--layer", "conv2", "--size", "32", "--steps", "4",
-        "--facets", "2", "--k", "2", "--quiet"]
+TINY = [
+    "--model",
+    "conftest:make_tiny",
+    "--layer",
+    "conv2",
+    "--size",
+    "32",
+    "--steps",
+    "4",
+    "--facets",
+    "2",
+    "--k",
+    "2",
+    "--quiet",
+]
 
 
 def test_parse_units():

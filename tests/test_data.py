@@ -1,4 +1,5 @@
 """Tests for captum_fv.data: bundled sample photos and user image folders, all offline."""
+
 from __future__ import annotations
 
 import random
@@ -11,7 +12,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from captum_fv.data import _to_tensor, image_folder, sample_images
-from captum_fv.imagefile import load_image as _load_image, working_mode as _working_mode
+from captum_fv.imagefile import load_image as _load_image
+from captum_fv.imagefile import working_mode as _working_mode
 
 
 def _check_item(image: torch.Tensor, label: int, shape: tuple) -> None:
@@ -222,7 +224,7 @@ def test_any_pil_mode_converts(tmp_path: Path, mode: str, channels: int) -> None
         img.save(path)
     except OSError:  # this Pillow cannot write the mode to the format: test in memory only
         path = None
-    for source in ([img] if path is None else [img, Image.open(path)]):
+    for source in [img] if path is None else [img, Image.open(path)]:
         x = _to_tensor(_working_mode(source), channels)
         _check_item(x, 0, (channels, 10, 12))
     if mode in ("I;16", "I", "F"):  # full range maps to [0, 1]

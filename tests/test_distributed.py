@@ -4,6 +4,7 @@ Two workers are started with ``torch.multiprocessing.spawn`` (Python API inside 
 and with ``torchrun`` (the CLI, which makes its own group); the single-process references are
 computed here, with one thread like the workers.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,23 +21,46 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import make_tiny
 from PIL import Image
 
 from captum_fv import distributed as D
 from captum_fv.mining import DatasetExamples
 from captum_fv.report import NeuronReport
-from conftest import make_tiny
 
 WORLD = 2
 N_IMAGES = 13  # not divisible by the number of processes, nor by the batch size
 BATCH = 4  # batches 0..3 of 4, 4, 4, 1 images: rank 0 runs batches 0 and 2, rank 1 batches 1 and 3
 # Chunks of 8 // (2 + 2) = 2 units. GradientSHAP draws from the global RNG: each unit's
 # attribution must not depend on which units its process attributed before.
-REPORT_KW = dict(size=32, steps=4, facets=2, k=2, max_batch=8, progress=False,
-                 attribution="gradient_shap", attribution_kwargs={"n_samples": 4})
+REPORT_KW = dict(
+    size=32,
+    steps=4,
+    facets=2,
+    k=2,
+    max_batch=8,
+    progress=False,
+    attribution="gradient_shap",
+    attribution_kwargs={"n_samples": 4},
+)
 UNITS = [0, 1, 2, 3, 4]  # chunks [0, 1], [2, 3], [4]: rank 0 optimizes two, rank 1 one
-CLI = ["--model", "conftest:make_tiny", "--layer", "conv2", "--size", "32", "--steps", "4",
-       "--facets", "2", "--k", "2", "--max-batch", "8", "--quiet"]
+CLI = [
+    "--model",
+    "conftest:make_tiny",
+    "--layer",
+    "conv2",
+    "--size",
+    "32",
+    "--steps",
+    "4",
+    "--facets",
+    "2",
+    "--k",
+    "2",
+    "--max-batch",
+    "8",
+    "--quiet",
+]
 
 
 class Images(torch.utils.data.Dataset):
@@ -71,19 +95,32 @@ def mining_cases() -> Dict[str, Dict[str, Any]]:
     kw = dict(k=3, progress=False)
     return {
         "dataset": snapshot(miner.collect(ds, batch_size=BATCH, sample_size=8, seed=3, **kw)),
-        "tensor": snapshot(miner.collect(ds.x, batch_size=BATCH, units=[0, 5, (3, 1, 1), zero_unit],
-                                         sample_size=64, **kw)),
-        "loader": snapshot(miner.collect(torch.utils.data.DataLoader(ds, batch_size=5), units=[2, 7],
-                                         quantiles=(0.1, 0.5, 0.9), sample_size=6, **kw)),
+        "tensor": snapshot(
+            miner.collect(ds.x, batch_size=BATCH, units=[0, 5, (3, 1, 1), zero_unit], sample_size=64, **kw)
+        ),
+        "loader": snapshot(
+            miner.collect(
+                torch.utils.data.DataLoader(ds, batch_size=5),
+                units=[2, 7],
+                quantiles=(0.1, 0.5, 0.9),
+                sample_size=6,
+                **kw,
+            )
+        ),
         "one_batch": snapshot(miner.collect(ds.x[:3], batch_size=BATCH, units=[1, 2], **kw)),
     }
 
 
 def snapshot(ex) -> Dict[str, Any]:
     """Everything an ExampleSet holds, as plain tensors and lists."""
-    out: Dict[str, Any] = {"n": ex.n_examples, "k": ex.k, "exact": ex.exact_quantiles,
-                           "levels": ex.levels, "quantile_values": ex.quantile_values,
-                           "dict": ex.to_dict()}
+    out: Dict[str, Any] = {
+        "n": ex.n_examples,
+        "k": ex.k,
+        "exact": ex.exact_quantiles,
+        "levels": ex.levels,
+        "quantile_values": ex.quantile_values,
+        "dict": ex.to_dict(),
+    }
     for i, u in enumerate(ex.units):
         for label, e in ex.spectrum(u):
             out[f"{i}/{label}"] = (e.indices, e.activations, e.positions)
@@ -153,8 +190,10 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
         assert not dist.is_initialized()
 
 
-@pytest.mark.parametrize("extra, message", [(["--device", "cuda"], "CUDA is not available"),
-                                            (["--max-batch", "0"], "--max-batch must be >= 1")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--device", "cuda"], "CUDA is not available"), (["--max-batch", "0"], "--max-batch must be >= 1")],
+)
 def test_cli_device_and_max_batch_usage_errors(extra, message, tmp_path, capsys):
     from captum_fv import cli
 
@@ -185,8 +224,14 @@ def _gloo_threads() -> Any:
 
 
 def _worker(rank: int, port: int, root: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     assert D.init_from_env() is True
     try:
@@ -235,8 +280,7 @@ def test_two_processes_equal_one(tmp_path, monkeypatch):
     # the cases do test what they claim: ties across ranks, a real sample, tied zeros
     ds_case, t_case = want["dataset"], want["tensor"]
     assert ds_case["n"] == N_IMAGES and not ds_case["exact"] and ds_case["dict"]["sample_size"] == 8
-    assert any(bool((ds_case[f"{u}/top"][0] >= 4).any() and (ds_case[f"{u}/top"][0] < 4).any())
-               for u in range(24))
+    assert any(bool((ds_case[f"{u}/top"][0] >= 4).any() and (ds_case[f"{u}/top"][0] < 4).any()) for u in range(24))
     assert t_case["3/top"][0].tolist() == [0, 1, 2] and t_case["3/bottom"][0].tolist() == [0, 1, 2]
     for u in range(24):  # of repeated images, the lower index comes first
         for which in ("top", "bottom"):
@@ -272,16 +316,24 @@ def test_torchrun_cli_equals_one_process_and_resumes(tmp_path):
     with one_thread():
         assert cli.main(argv + ["--units", "0-4", "--out", str(tmp_path / "single")]) == 0
         assert cli.main(argv + ["--units", "0-1", "--out", str(tmp_path / "multi")]) == 0
-    stamps = {u: (tmp_path / "multi" / "units" / u / "unit.json").stat().st_mtime_ns
-              for u in ("channel_0000", "channel_0001")}
+    stamps = {
+        u: (tmp_path / "multi" / "units" / u / "unit.json").stat().st_mtime_ns for u in ("channel_0000", "channel_0001")
+    }
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1",
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        PYTHONFAULTHANDLER="1",
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    )
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [torchrun, "--standalone", f"--nproc_per_node={WORLD}", "-m", "captum_fv"] + argv + [
-        "--units", "0-4", "--out", str(tmp_path / "multi"), "--resume"]
+    cmd = (
+        [torchrun, "--standalone", f"--nproc_per_node={WORLD}", "-m", "captum_fv"]
+        + argv
+        + ["--units", "0-4", "--out", str(tmp_path / "multi"), "--resume"]
+    )
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line for line in proc.stdout.splitlines() if line.startswith("report:")]

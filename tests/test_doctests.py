@@ -27,8 +27,7 @@ from captum_fv.models.efficientnet import EfficientNetLite, EfficientNetSpec, St
 
 # Importing __main__ would run the command line.
 _SKIP_MODULES = {"captum_fv.__main__"}
-# examples still being written; remove when those packages land
-SKIP_PREFIXES = ("captum_fv.evolution", "captum_fv.trust", "captum_fv.accentuation", "captum_fv.param")  # examples still being written (open in #13)
+SKIP_PREFIXES: tuple = ()
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Lite0's block layout (same repeats, strides and the widths the examples name: 32-channel stem,

@@ -3,6 +3,7 @@
 A tiny CNN is trained for a few steps on scikit-learn's digits (8x8, upscaled to 16 px) once per
 module; its checkpoints are what the tests compare.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ UNITS = [0, 1, 2, 3]
 
 
 def tiny_cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
 
 
 def digits() -> tuple:
@@ -70,7 +79,7 @@ def test_measures_are_pure_functions_of_the_vectors():
     assert m.similarity[-1] == pytest.approx(1.0) and m.similarity[0] == pytest.approx(0.0)
     assert m.overlap == [None, pytest.approx(2 / 3), 0.0, pytest.approx(2 / 3)]
     assert m.settled == 2  # 0.995 and 1.0 from index 2 on; 0.707 before
-    assert m.change == pytest.approx((1 + (1 - 2 ** -0.5) + (1 - m.similarity[2])) / 3)
+    assert m.change == pytest.approx((1 + (1 - 2**-0.5) + (1 - m.similarity[2])) / 3)
     assert measures.settled_at([0.95, 0.5, 0.92, 1.0]) == 2
 
 
@@ -114,9 +123,24 @@ def test_the_model_gets_its_own_weights_back(trained, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_the_live_state_dict_of_the_model_is_a_checkpoint_like_a_file(trained):
+    # model.state_dict() shares storage with the parameters; loading the first checkpoint must not rewrite it.
+    p = trained["paths"]
+    model = tiny_cnn()
+    model.load_state_dict(torch.load(p["step100"], weights_only=True))
+    live = evolution(model, [p["reinit"], model.state_dict()], trained["data"], labels=["r", "f"]).build([0, 1])
+    files = evolution(tiny_cnn(), [p["reinit"], p["step100"]], trained["data"], labels=["r", "f"]).build([0, 1])
+    for name, unit in files.units.items():
+        assert live.units[name].record["similarity"] == pytest.approx(unit.record["similarity"])
+        assert unit.record["similarity"][0] < 0.99  # the two checkpoints do differ
+
+
 def _pages(out: Path) -> dict:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name != ".captum-fv.json"}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != ".captum-fv.json"
+    }
 
 
 def test_resume_after_an_interrupt_redoes_only_what_is_missing(trained, tmp_path, monkeypatch):
@@ -146,11 +170,13 @@ def test_resume_after_an_interrupt_redoes_only_what_is_missing(trained, tmp_path
 
 def test_cli_evolve_writes_the_same_pages_as_the_api(trained, tmp_path, monkeypatch, capsys):
     p = trained["paths"]
-    (tmp_path / "evo_models.py").write_text(textwrap.dedent("""
+    (tmp_path / "evo_models.py").write_text(
+        textwrap.dedent("""
         from tests.test_evolution import tiny_cnn
         def model():
             return tiny_cnn().eval()
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     folder = tmp_path / "digits"
@@ -159,14 +185,47 @@ def test_cli_evolve_writes_the_same_pages_as_the_api(trained, tmp_path, monkeypa
 
     for i, img in enumerate(trained["data"][:12]):
         Image.fromarray((img[0] * 255).round().byte().numpy()).save(folder / f"d{i:02d}.png")
-    code = cli.main(["evolve", "--model", "evo_models:model", "--checkpoint", str(p["reinit"]),
-                     "--checkpoint", str(p["step100"]), "--layer", "3", "--units", "0-1", "--data", str(folder),
-                     "--size", str(SIZE), "--steps", str(STEPS), "--k", str(K), "--out", str(tmp_path / "cli"),
-                     "--quiet", "--device", "cpu"])
+    code = cli.main(
+        [
+            "evolve",
+            "--model",
+            "evo_models:model",
+            "--checkpoint",
+            str(p["reinit"]),
+            "--checkpoint",
+            str(p["step100"]),
+            "--layer",
+            "3",
+            "--units",
+            "0-1",
+            "--data",
+            str(folder),
+            "--size",
+            str(SIZE),
+            "--steps",
+            str(STEPS),
+            "--k",
+            str(K),
+            "--out",
+            str(tmp_path / "cli"),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     dataset = fv.data.image_folder(folder, size=SIZE, channels=1)
-    api = fv.FeatureEvolution(tiny_cnn().eval(), "3", [p["reinit"], p["step100"]], dataset, size=SIZE,
-                              steps=STEPS, k=K, model_name="evo_models:model", progress=False)
+    api = fv.FeatureEvolution(
+        tiny_cnn().eval(),
+        "3",
+        [p["reinit"], p["step100"]],
+        dataset,
+        size=SIZE,
+        steps=STEPS,
+        k=K,
+        model_name="evo_models:model",
+        progress=False,
+    )
     api.run([0, 1], tmp_path / "api")
     cli_pages, api_pages = _pages(tmp_path / "cli"), _pages(tmp_path / "api")
     assert cli_pages.keys() == api_pages.keys() and "index.html" in cli_pages

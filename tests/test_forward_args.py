@@ -1,5 +1,6 @@
 """Captum's ``additional_forward_args`` on the optimization path, and structured model outputs
 (tuples, dicts, ModelOutput-like objects) read through ``modelinfo.select_output``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -19,13 +19,17 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 import captum_fv as fv
-from captum_fv.hooks import Capture, _StopForward, model_guard
 from captum_fv.addressing import resolve_layer
+from captum_fv.hooks import Capture, _StopForward, model_guard
 from captum_fv.objectives import Objective, channel
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks")
+GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -146,8 +150,10 @@ def count_calls(model: nn.Module) -> Iterator[Dict[str, int]]:
     handles = []
     for name, mod in model.named_modules():
         if name:
+
             def pre(m, inp, name=name):
                 counts[name] = counts.get(name, 0) + 1
+
             handles.append(mod.register_forward_pre_hook(pre))
     try:
         yield counts
@@ -203,9 +209,11 @@ def _squeezenet_conv(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("need_output", [False, True], ids=["truncated", "with-output"])
 @pytest.mark.parametrize(
     "arch, layer, manual",
-    [("resnet18", "bn1", _resnet_bn1),
-     ("mobilenet_v3_small", "features.0.1", _mobilenet_bn),
-     ("squeezenet1_1", "features.0", _squeezenet_conv)],
+    [
+        ("resnet18", "bn1", _resnet_bn1),
+        ("mobilenet_v3_small", "features.0.1", _mobilenet_bn),
+        ("squeezenet1_1", "features.0", _squeezenet_conv),
+    ],
     ids=["resnet18", "mobilenet", "squeezenet"],
 )
 def test_inplace_activation_after_layer_does_not_alter_capture_or_gradient(
@@ -226,8 +234,8 @@ def test_inplace_activation_after_layer_does_not_alter_capture_or_gradient(
             xr = x.clone().requires_grad_(True)
             expected = manual(clean, xr)
             torch.testing.assert_close(a, expected, rtol=0, atol=0)
-            g, = torch.autograd.grad((a * w).sum(), xi)
-            g_ref, = torch.autograd.grad((expected * w).sum(), xr)
+            (g,) = torch.autograd.grad((a * w).sum(), xi)
+            (g_ref,) = torch.autograd.grad((expected * w).sum(), xr)
             torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=1e-7)
             assert g.abs().sum() > 0
             if need_output:
@@ -267,8 +275,7 @@ def test_reused_module_call_index_picks_that_call(resnet18):
     # alone, #1 (which needs the forward to go on past call 0) and via fv.activations
     (acts,) = capture(resnet18, ["layer1.0.relu#1"], x)
     torch.testing.assert_close(acts["layer1.0.relu#1"], r1, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fv.activations(resnet18, "layer1.0.relu#1", x), r1,
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fv.activations(resnet18, "layer1.0.relu#1", x), r1, rtol=1e-5, atol=1e-6)
 
 
 def test_reused_module_call_index_out_of_range_raises(resnet18):
@@ -307,9 +314,10 @@ def test_truncated_forward_stops_after_needed_layer(resnet18):
     for name in ("layer1.0.bn1", "layer1.0.relu", "layer1.1.conv1", "layer2", "fc", "avgpool"):
         assert cut.get(name, 0) == 0, f"{name} ran after the last needed layer"
     assert sum(cut.values()) < sum(full.values()) / 10  # cost: a tenth of the module calls
-    torch.testing.assert_close(acts["layer1.0.conv1"],
-                               resnet18.layer1[0].conv1(resnet18.maxpool(resnet18.relu(
-                                   resnet18.bn1(resnet18.conv1(x))))))
+    torch.testing.assert_close(
+        acts["layer1.0.conv1"],
+        resnet18.layer1[0].conv1(resnet18.maxpool(resnet18.relu(resnet18.bn1(resnet18.conv1(x))))),
+    )
     assert len(names) == len(full)  # every module ran once at least in the probe
 
 
@@ -329,8 +337,7 @@ def test_truncation_stops_at_the_deepest_of_several_layers(resnet18):
 
 def test_truncation_at_a_reused_module_stops_after_the_chosen_call(resnet18):
     x = image()
-    with model_guard(resnet18), Capture(resnet18, resnet18,
-                                        [resolve_layer(resnet18, "layer1.0.relu#0")]) as run:
+    with model_guard(resnet18), Capture(resnet18, resnet18, [resolve_layer(resnet18, "layer1.0.relu#0")]) as run:
         run(x)
         with count_calls(resnet18) as cut:
             run(x)
@@ -414,10 +421,12 @@ def _entry(kind: str, model: nn.Module, fail: str) -> None:
     elif kind == "render":
         obj = base = channel(LAYER, 1)
         if fail == "keyboard_objective":
+
             def fn(ctx):
                 if ctx.step == 2:
                     raise KeyboardInterrupt
                 return base(ctx)
+
             obj = Objective(fn, base.layers, "interrupted")
         fv.render(model, obj, steps=4, size=64, progress=False)
     elif kind == "activations":
@@ -427,17 +436,23 @@ def _entry(kind: str, model: nn.Module, fail: str) -> None:
 
 
 CASES = [
-    ("model_guard", "none", None), ("model_guard", "block", ValueError),
+    ("model_guard", "none", None),
+    ("model_guard", "block", ValueError),
     ("model_guard", "keyboard_block", KeyboardInterrupt),
     ("model_guard", "keyboard_model", KeyboardInterrupt),
-    ("capture", "none", None), ("capture", "block", ValueError),
-    ("capture", "model", ValueError), ("capture", "keyboard_model", KeyboardInterrupt),
-    ("render", "none", None), ("render", "model", ValueError),
+    ("capture", "none", None),
+    ("capture", "block", ValueError),
+    ("capture", "model", ValueError),
+    ("capture", "keyboard_model", KeyboardInterrupt),
+    ("render", "none", None),
+    ("render", "model", ValueError),
     ("render", "keyboard_model", KeyboardInterrupt),
     ("render", "keyboard_objective", KeyboardInterrupt),
-    ("activations", "none", None), ("activations", "model", ValueError),
+    ("activations", "none", None),
+    ("activations", "model", ValueError),
     ("activations", "keyboard_model", KeyboardInterrupt),
-    ("layers", "none", None), ("layers", "model", ValueError),
+    ("layers", "none", None),
+    ("layers", "model", ValueError),
     ("layers", "keyboard_model", KeyboardInterrupt),
 ]
 # the forward call at which the model raises: mid-run, with the engine's hooks installed
@@ -448,8 +463,7 @@ BOMB_AT = {"model_guard": 1, "capture": 2, "render": 3, "activations": 2, "layer
 def test_clean_up_restores_model_and_rng(kind, fail, exc, mobilenet):
     model = mobilenet
     if fail in ("model", "keyboard_model"):
-        bomb = _wrap_bomb(model, BOMB_AT[kind],
-                          KeyboardInterrupt() if fail == "keyboard_model" else ValueError("boom"))
+        bomb = _wrap_bomb(model, BOMB_AT[kind], KeyboardInterrupt() if fail == "keyboard_model" else ValueError("boom"))
     mixed_state(model)
     # a hook of the user's own must survive untouched
     mine = model.features[2].register_forward_hook(lambda *a: None)
@@ -599,9 +613,11 @@ class DictOut(nn.Module):
 def test_layer_that_does_not_run_raises_clearly():
     model = seeded(TwoConv)
     before = hooks_of(model)
-    for call in (lambda: capture(model, ["never"], image(1, 12)),
-                 lambda: fv.activations(model, "never", image(1, 12)),
-                 lambda: fv.render(model, "never:0", steps=2, size=12, progress=False)):
+    for call in (
+        lambda: capture(model, ["never"], image(1, 12)),
+        lambda: fv.activations(model, "never", image(1, 12)),
+        lambda: fv.render(model, "never:0", steps=2, size=12, progress=False),
+    ):
         with pytest.raises(RuntimeError, match="'never' did not run"):
             call()
     assert hooks_of(model) == before
@@ -631,8 +647,8 @@ def test_two_captures_on_one_model_do_not_interfere():
     """Each Capture's hooks act only during its own call: one cannot truncate the other."""
     from torch import nn
 
-    from captum_fv.hooks import Capture
     from captum_fv.addressing import resolve_layer
+    from captum_fv.hooks import Capture
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(2))
     x = torch.rand(2, 3, 12, 12)

@@ -1,5 +1,6 @@
 """Tests for captum_fv.items: where an item's image is, collation (with per-item forward
 arguments), batch checks, and the dealing of a pass among ranks."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,7 @@ from captum_fv.items import (
 IMG = torch.arange(3 * 2 * 2, dtype=torch.float32).view(3, 2, 2)
 
 
-@pytest.mark.parametrize("item", [IMG, (IMG, 1), [IMG, 1, "x"], {"image": IMG, "label": 0},
-                                  {"pixel_values": IMG}])
+@pytest.mark.parametrize("item", [IMG, (IMG, 1), [IMG, 1, "x"], {"image": IMG, "label": 0}, {"pixel_values": IMG}])
 def test_image_of_finds_the_image(item):
     assert image_of(item) is IMG
 
@@ -32,8 +32,7 @@ def test_image_of_dict_without_image_names_the_keys():
 
 
 def test_collate_stacks_images_and_collates_args_element_wise():
-    items = [{"image": IMG + i, FORWARD_ARGS_KEY: (torch.tensor(float(i)), torch.full((2,), i))}
-             for i in range(3)]
+    items = [{"image": IMG + i, FORWARD_ARGS_KEY: (torch.tensor(float(i)), torch.full((2,), i))} for i in range(3)]
     batch = collate(items)
     assert torch.equal(image_of(batch), torch.stack([IMG + i for i in range(3)]))
     scale, vec = forward_args_of(batch)
@@ -54,8 +53,7 @@ def test_collate_refuses_items_with_and_without_args():
 
 
 def test_forward_args_of_a_default_collated_dict_batch():
-    loader = DataLoader([{"image": IMG, FORWARD_ARGS_KEY: (torch.tensor(1.0), torch.tensor(3))}] * 4,
-                        batch_size=4)
+    loader = DataLoader([{"image": IMG, FORWARD_ARGS_KEY: (torch.tensor(1.0), torch.tensor(3))}] * 4, batch_size=4)
     a, b = forward_args_of(next(iter(loader)))
     assert a.tolist() == [1.0] * 4 and b.tolist() == [3] * 4
 
@@ -88,8 +86,10 @@ def firsts(source) -> list:
     return [(int(image_of(b.data)[0, 0, 0, 0]), b.start, len(image_of(b.data))) for b in source.batches]
 
 
-@pytest.mark.parametrize("data", [torch.arange(7.0).view(7, 1, 1, 1).expand(7, 1, 2, 2), Squares(), Stream(),
-                                  DataLoader(Squares(), batch_size=3)])
+@pytest.mark.parametrize(
+    "data",
+    [torch.arange(7.0).view(7, 1, 1, 1).expand(7, 1, 2, 2), Squares(), Stream(), DataLoader(Squares(), batch_size=3)],
+)
 def test_ranks_take_batches_round_robin_with_their_dataset_indices(data):
     one = firsts(batches(data, 3))
     assert one == [(0, 0, 3), (3, 3, 3), (6, 6, 1)]

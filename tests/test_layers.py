@@ -47,12 +47,25 @@ def manual_forward(model: OutOfOrder, x: torch.Tensor) -> dict:
     a0 = torch.relu(s)
     b0 = model.block[0](a0)
     b1 = torch.nn.functional.batch_norm(
-        b0, model.block[1].running_mean, model.block[1].running_var,
-        model.block[1].weight, model.block[1].bias, False, 0.0, model.block[1].eps,
+        b0,
+        model.block[1].running_mean,
+        model.block[1].running_var,
+        model.block[1].weight,
+        model.block[1].bias,
+        False,
+        0.0,
+        model.block[1].eps,
     )
     a1 = torch.relu(b1)
-    return {"stem": s, "act#0": a0, "act#1": a1, "block.0": b0, "block.1": b1, "block": b1,
-            "head": model.head(a1.mean((2, 3)))}
+    return {
+        "stem": s,
+        "act#0": a0,
+        "act#1": a1,
+        "block.0": b0,
+        "block.1": b1,
+        "block": b1,
+        "head": model.head(a1.mean((2, 3))),
+    }
 
 
 def make_model(in_ch: int = 3, seed: int = 0) -> OutOfOrder:
@@ -148,12 +161,11 @@ def test_unknown_name_raises_with_suggestion_in_every_entry_point(resnet18):
     x = torch.rand(1, 3, 32, 32)
     calls = {
         "render": lambda: fv.render(resnet18, "layer3.1.conv:0", steps=1, progress=False),
-        "render_objective": lambda: fv.render(resnet18, channel("layer3.1.conv", 0), steps=1,
-                                              progress=False),
+        "render_objective": lambda: fv.render(resnet18, channel("layer3.1.conv", 0), steps=1, progress=False),
         "activations": lambda: fv.activations(resnet18, "layer3.1.conv", x),
         "NeuronVisualization": lambda: fv.NeuronVisualization(resnet18, "layer3.1.conv"),
     }
-    for where, call in calls.items():
+    for call in calls.values():
         with pytest.raises(ValueError, match=r"'layer3\.1\.conv1'"):
             call()
 
@@ -167,7 +179,7 @@ def test_module_not_in_model_raises_everywhere(resnet18):
         "activations": lambda: fv.activations(resnet18, stranger, x),
         "NeuronVisualization": lambda: fv.NeuronVisualization(resnet18, stranger),
     }
-    for where, call in calls.items():
+    for call in calls.values():
         with pytest.raises(ValueError, match="not a submodule"):
             call()
 
@@ -266,8 +278,16 @@ def test_layers_non_square_input_on_resnet18(resnet18):
         l4 = m.layer4(l3)
         pooled = m.avgpool(l4)
         fc = m.fc(pooled.flatten(1))
-    for name, t in [("conv1", c1), ("maxpool", p), ("layer1", l1), ("layer2", l2), ("layer3", l3),
-                    ("layer4", l4), ("avgpool", pooled), ("fc", fc)]:
+    for name, t in [
+        ("conv1", c1),
+        ("maxpool", p),
+        ("layer1", l1),
+        ("layer2", l2),
+        ("layer3", l3),
+        ("layer4", l4),
+        ("avgpool", pooled),
+        ("fc", fc),
+    ]:
         assert by_name[name].shape == tuple(t.shape[1:]), name
     assert by_name["conv1"].shape[1] != by_name["conv1"].shape[2]  # really non-square
     assert by_name["layer1.0.relu"].calls == 2 and by_name["relu"].calls == 1
@@ -312,4 +332,3 @@ def test_layers_leaves_model_unchanged_when_forward_fails():
     with pytest.raises(RuntimeError):
         fv.layers(model, input_size=2)  # too small for the 3x3 stem
     assert_same_state(before, state_of(model))
-

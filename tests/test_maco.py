@@ -1,5 +1,6 @@
 """MaCo (phase-only Fourier with a fixed magnitude), multi-crop batched augmentation and the
 render loop's per-slot reduction over crops, and the transparency map."""
+
 from __future__ import annotations
 
 import pytest
@@ -201,11 +202,19 @@ def test_render_with_crops_keeps_per_slot_meaning():
 
 def test_render_maco_recipe_parts_raise_the_objective():
     model = LeftHalf()
-    r = fv.render(model, obj.channel("conv", [0, 3]), param=param.maco(32, batch=2),
-                  transforms=tf.crops(4, scale=(0.5, 1.0)), optimizer=lambda ps: torch.optim.NAdam(ps, lr=1.0),
-                  steps=16, progress=False, thresholds=())
-    start = fv.render(model, obj.channel("conv", [0, 3]), param=param.maco(32, batch=2), transforms=[],
-                      steps=0, progress=False).values
+    r = fv.render(
+        model,
+        obj.channel("conv", [0, 3]),
+        param=param.maco(32, batch=2),
+        transforms=tf.crops(4, scale=(0.5, 1.0)),
+        optimizer=lambda ps: torch.optim.NAdam(ps, lr=1.0),
+        steps=16,
+        progress=False,
+        thresholds=(),
+    )
+    start = fv.render(
+        model, obj.channel("conv", [0, 3]), param=param.maco(32, batch=2), transforms=[], steps=0, progress=False
+    ).values
     assert (r.values > start).all()
     assert float(r.images.min()) >= 0 and float(r.images.max()) <= 1
 

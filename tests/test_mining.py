@@ -1,4 +1,5 @@
 """Tests for captum_fv.mining: one streaming pass equals a brute-force sort of all activations."""
+
 from __future__ import annotations
 
 import json
@@ -91,9 +92,11 @@ def brute(values: torch.Tensor, maps: torch.Tensor | None, k: int, levels=(0.25,
     if maps is not None:
         w = maps.shape[-1]
         flat = maps.flatten(1)
-        pos = {"top": [divmod(int(flat[i].argmax()), w) for i in top],
-               "bottom": [divmod(int(flat[i].argmin()), w) for i in bottom],
-               "near": [[divmod(int(flat[i].argmax()), w) for i in ids] for ids in near]}
+        pos = {
+            "top": [divmod(int(flat[i].argmax()), w) for i in top],
+            "bottom": [divmod(int(flat[i].argmin()), w) for i in bottom],
+            "near": [[divmod(int(flat[i].argmax()), w) for i in ids] for ids in near],
+        }
     return top, bottom, near, qs, pos
 
 
@@ -128,8 +131,12 @@ def mine(model, data, **kw) -> ExampleSet:
 @pytest.mark.parametrize("batch_size", [5, 8])
 @pytest.mark.parametrize("kind", ["labeled", "bare", "loader", "dicts"])
 def test_all_channels_match_brute_force(model, images, batch_size, kind):
-    data = {"labeled": Labeled(images), "bare": Bare(images), "dicts": Dicts(images),
-            "loader": DataLoader(Labeled(images), batch_size=batch_size)}[kind]
+    data = {
+        "labeled": Labeled(images),
+        "bare": Bare(images),
+        "dicts": Dicts(images),
+        "loader": DataLoader(Labeled(images), batch_size=batch_size),
+    }[kind]
     ex = mine(model, data, k=4, batch_size=batch_size)
     acts = layer_output(model, images)
     assert ex.units == list(range(8)) and ex.n_examples == N and ex.map_shape == (6, 6)
@@ -172,8 +179,9 @@ def test_ties_go_to_the_lower_index(model):
 def test_running_extremes_equal_a_full_sort(k, batch_sizes, data):
     """Integer values force many ties; any batching gives the full sort's answer."""
     n, units = sum(batch_sizes), 3
-    values = torch.tensor(data.draw(st.lists(st.integers(-2, 2), min_size=n * units,
-                                             max_size=n * units)), dtype=torch.float32).view(n, units)
+    values = torch.tensor(
+        data.draw(st.lists(st.integers(-2, 2), min_size=n * units, max_size=n * units)), dtype=torch.float32
+    ).view(n, units)
     top, bottom, start = Extremes(k, True), Extremes(k, False), 0
     for b in batch_sizes:
         idx = torch.arange(start, start + b)
@@ -293,15 +301,18 @@ class Items(Dataset):
         return self.items[i]
 
 
-@pytest.mark.parametrize("items, error, text", [
-    ([torch.zeros(3, 8, 8, dtype=torch.uint8)] * 2, TypeError, r"float\(\) / 255"),
-    ([torch.zeros(8, 8, 3)] * 2, ValueError, "channels-last"),
-    ([torch.zeros(1, 8, 8)] * 2, ValueError, "3-channel"),
-    ([torch.zeros(8, 8)] * 2, ValueError, r"unsqueeze\(1\)"),
-    ([torch.zeros(3, 8, 8), torch.zeros(3, 9, 9)], ValueError, "resize"),
-    ([{"pixels": torch.zeros(3, 8, 8)}] * 2, KeyError, "'image'"),
-    (["not an image"] * 2, TypeError, r"float tensor \(C, H, W\)"),
-])
+@pytest.mark.parametrize(
+    "items, error, text",
+    [
+        ([torch.zeros(3, 8, 8, dtype=torch.uint8)] * 2, TypeError, r"float\(\) / 255"),
+        ([torch.zeros(8, 8, 3)] * 2, ValueError, "channels-last"),
+        ([torch.zeros(1, 8, 8)] * 2, ValueError, "3-channel"),
+        ([torch.zeros(8, 8)] * 2, ValueError, r"unsqueeze\(1\)"),
+        ([torch.zeros(3, 8, 8), torch.zeros(3, 9, 9)], ValueError, "resize"),
+        ([{"pixels": torch.zeros(3, 8, 8)}] * 2, KeyError, "'image'"),
+        (["not an image"] * 2, TypeError, r"float tensor \(C, H, W\)"),
+    ],
+)
 def test_bad_data_errors_name_the_fix(model, items, error, text):
     with pytest.raises(error, match=text):
         mine(model, Items(items), k=1)
@@ -382,9 +393,9 @@ def test_per_item_forward_args_reach_the_model(scaled, images, as_tuple, loader)
 
 
 def test_collect_forward_args_are_broadcast_to_every_example(scaled, images):
-    ex = DatasetExamples(scaled, "post").collect(images, k=3, batch_size=8, units=[1, (2, 0, 0)],
-                                                 additional_forward_args=torch.tensor([-1.5]),
-                                                 progress=False)
+    ex = DatasetExamples(scaled, "post").collect(
+        images, k=3, batch_size=8, units=[1, (2, 0, 0)], additional_forward_args=torch.tensor([-1.5]), progress=False
+    )
     out = scaled(images, torch.full((N,), -1.5)).detach()
     check_unit(ex, 1, out[:, 1].flatten(1).mean(1), out[:, 1], k=3)
     check_unit(ex, (2, 0, 0), out[:, 2, 0, 0], None, k=3)
@@ -393,5 +404,4 @@ def test_collect_forward_args_are_broadcast_to_every_example(scaled, images):
 def test_forward_args_in_two_places_are_refused(scaled, images):
     data = WithScale(images, torch.ones(N), as_tuple=True)
     with pytest.raises(ValueError, match="one place"):
-        DatasetExamples(scaled, "post").collect(data, k=1, additional_forward_args=torch.ones(1),
-                                                progress=False)
+        DatasetExamples(scaled, "post").collect(data, k=1, additional_forward_args=torch.ones(1), progress=False)

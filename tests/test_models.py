@@ -69,8 +69,15 @@ def _top(model: nn.Module, x: torch.Tensor, labels: list[str], k: int = 3) -> li
 
 @pytest.mark.parametrize(
     "size, kernel, stride, expected",
-    [(224, 3, 2, (0, 1)), (225, 3, 2, (1, 1)), (7, 5, 1, (2, 2)), (7, 1, 1, (0, 0)),
-     (14, 5, 2, (1, 2)), (1, 3, 2, (1, 1)), (2, 5, 2, (1, 2))],
+    [
+        (224, 3, 2, (0, 1)),
+        (225, 3, 2, (1, 1)),
+        (7, 5, 1, (2, 2)),
+        (7, 1, 1, (0, 0)),
+        (14, 5, 2, (1, 2)),
+        (1, 3, 2, (1, 1)),
+        (2, 5, 2, (1, 2)),
+    ],
 )
 def test_same_pad_matches_tensorflow(size, kernel, stride, expected):
     assert _same_pad(size, kernel, stride) == expected
@@ -208,10 +215,13 @@ def _has_hooks(model: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
 
 
-@pytest.mark.parametrize("make, mean, std, size", [
-    (lambda: torchvision.models.resnet18(weights=None), IMAGENET_MEAN, IMAGENET_STD, 64),
-    (_GrayToy, [0.5], [0.25], 8),
-])
+@pytest.mark.parametrize(
+    "make, mean, std, size",
+    [
+        (lambda: torchvision.models.resnet18(weights=None), IMAGENET_MEAN, IMAGENET_STD, 64),
+        (_GrayToy, [0.5], [0.25], 8),
+    ],
+)
 def test_with_preprocessing_names_state_and_output(make, mean, std, size):
     torch.manual_seed(0)
     model = make().eval()
@@ -293,13 +303,16 @@ def test_with_preprocessing_deepcopy_keeps_sharing():
         assert torch.equal(clone(x), wrapped(x))
 
 
-@pytest.mark.parametrize("mean, std, match", [
-    ([0.5, 0.5], [0.2, 0.2, 0.2], "same length"),
-    ([0.5, 0.5, 0.5], [0.2, 0.0, 0.2], "std must be > 0"),
-    ([0.5, 0.5, 0.5], [0.2, -1.0, 0.2], "std must be > 0"),
-    ([0.5], [0.2], "3 channels"),
-    ([], [], "one value per input channel"),
-])
+@pytest.mark.parametrize(
+    "mean, std, match",
+    [
+        ([0.5, 0.5], [0.2, 0.2, 0.2], "same length"),
+        ([0.5, 0.5, 0.5], [0.2, 0.0, 0.2], "std must be > 0"),
+        ([0.5, 0.5, 0.5], [0.2, -1.0, 0.2], "std must be > 0"),
+        ([0.5], [0.2], "3 channels"),
+        ([], [], "one value per input channel"),
+    ],
+)
 def test_with_preprocessing_rejects_bad_mean_std(mean, std, match):
     with pytest.raises(ValueError, match=match):
         with_preprocessing(torchvision.models.resnet18(weights=None), mean, std)

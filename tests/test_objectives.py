@@ -2,12 +2,13 @@
 
 Each built-in is compared to a manual computation on given activations through a Context, so a
 wrong axis, sign, pooling or normalization shows up as a numeric mismatch."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_rng_unchanged, make_tiny, rng_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ import captum_fv as fv
 from captum_fv import objectives as obj
 from captum_fv.objectives import Context, Objective
 from captum_fv.transforms import gaussian_blur
-from conftest import assert_rng_unchanged, make_tiny, rng_state
 
 
 def ctx_of(acts, images=None, step=0):
@@ -283,9 +283,9 @@ def test_l1_l2_around_constant():
 
 def test_total_variation():
     x = rand(2, 3, 5, 7)
-    want = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (
-        x[..., :, 1:] - x[..., :, :-1]
-    ).abs().mean((1, 2, 3))
+    want = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3)) + (x[..., :, 1:] - x[..., :, :-1]).abs().mean(
+        (1, 2, 3)
+    )
     torch.testing.assert_close(obj.total_variation()(ctx_of({}, images=x)), want)
     flat = torch.full((1, 3, 8, 8), 0.7)
     checker = ((torch.arange(8)[:, None] + torch.arange(8)[None]) % 2).float().expand(1, 3, 8, 8)
@@ -368,8 +368,11 @@ finite = st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False, width=32, a
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 5).flatmap(lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n),
-                                                     st.lists(finite, min_size=n, max_size=n))))
+@given(
+    st.integers(1, 5).flatmap(
+        lambda n: st.tuples(st.lists(finite, min_size=n, max_size=n), st.lists(finite, min_size=n, max_size=n))
+    )
+)
 def test_arithmetic_identities(pair):
     va, vb = pair
     a, b = _probe(va), _probe(vb)
@@ -417,14 +420,19 @@ def test_batch_targets_exactly_that_slot(name):
     assert v[0] == 0 and v[2] == 0 and v[1] != 0
     # the targeted slot's value is what the untargeted objective gives for it
     untargeted = {
-        "neuron": obj.neuron("conv2", 3), "channel": obj.channel("bn2", 5),
-        "deepdream": obj.deepdream("conv3"), "class_logit": obj.class_logit(2),
+        "neuron": obj.neuron("conv2", 3),
+        "channel": obj.channel("bn2", 5),
+        "deepdream": obj.deepdream("conv3"),
+        "class_logit": obj.class_logit(2),
         "class_probability": obj.class_probability(2),
         "direction": obj.direction("bn2", torch.linspace(-1, 1, 24)),
         "random_direction": obj.random_direction("bn2"),
         "inversion": obj.inversion("conv2", torch.ones(24, 8, 8)),
-        "style": obj.style("conv2", torch.eye(24)), "l1": obj.l1(), "l2": obj.l2(),
-        "total_variation": obj.total_variation(), "blur": obj.blur(),
+        "style": obj.style("conv2", torch.eye(24)),
+        "l1": obj.l1(),
+        "l2": obj.l2(),
+        "total_variation": obj.total_variation(),
+        "blur": obj.blur(),
     }[name]
     torch.testing.assert_close(v[1], untargeted(Context(x, x, acts, {k: k for k in acts}))[1])
     (g,) = torch.autograd.grad(v.sum(), x)
@@ -455,8 +463,10 @@ def test_string_shorthand_in_render():
     b = fv.render(net, obj.channel("bn2", 3), **kw)
     assert torch.equal(a.images, b.images)
     assert a.objective.layers == ("bn2",)
-    assert torch.equal(obj.as_objective("bn2:3")(ctx_of({"bn2": randn(2, 5, 3, 3)})),
-                       obj.channel("bn2", 3)(ctx_of({"bn2": randn(2, 5, 3, 3)})))
+    assert torch.equal(
+        obj.as_objective("bn2:3")(ctx_of({"bn2": randn(2, 5, 3, 3)})),
+        obj.channel("bn2", 3)(ctx_of({"bn2": randn(2, 5, 3, 3)})),
+    )
 
 
 @pytest.mark.parametrize("bad", ["bn2", "bn2:", "bn2:x", "bn2:3.5", "", "3"])

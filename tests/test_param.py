@@ -1,5 +1,6 @@
 """Image parameterizations: shapes, range, bases, colour decorrelation, assign/init round trips,
 shared components, seeding, and the Fourier basis's low-frequency preconditioning."""
+
 from __future__ import annotations
 
 import pytest
@@ -190,8 +191,12 @@ def test_fourier_decay_power_controls_spectrum():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    h=st.integers(8, 48), w=st.integers(8, 48), batch=st.integers(1, 3),
-    channels=st.sampled_from([1, 3, 4]), fft=st.booleans(), seed=st.integers(0, 2**16),
+    h=st.integers(8, 48),
+    w=st.integers(8, 48),
+    batch=st.integers(1, 3),
+    channels=st.sampled_from([1, 3, 4]),
+    fft=st.booleans(),
+    seed=st.integers(0, 2**16),
 )
 def test_param_shape_range_roundtrip_property(h, w, batch, channels, fft, seed):
     p = param.image((h, w), batch=batch, channels=channels, fft=fft, seed=seed, sd=1.0)

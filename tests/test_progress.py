@@ -1,4 +1,5 @@
 """captum_fv.progress picks a bar that suits where it runs (the real notebook run is in test_tutorials)."""
+
 from __future__ import annotations
 
 import io

@@ -1,9 +1,11 @@
 """Recipes (fourier, maco, aligned): listing, override precedence, bit-identity of the default,
 errors, and the "aligned" dataset prior (sorted matching of activation distributions)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny
 from torch import nn
 
 import captum_fv as fv
@@ -11,7 +13,6 @@ from captum_fv import recipe as recipe_lib
 from captum_fv.objectives import feature_prior
 from captum_fv.objectives.prior import resample_sorted, sorted_distance, sorted_reference
 from captum_fv.report import NeuronReport
-from conftest import make_tiny
 
 FAST = dict(size=32, steps=8, progress=False)
 
@@ -40,8 +41,15 @@ def test_no_recipe_and_fourier_are_bit_identical_to_the_explicit_defaults(tiny):
     plain = fv.render(tiny, "conv2:3", batch=2, **FAST)
     named = fv.render(tiny, "conv2:3", batch=2, recipe="fourier", **FAST)
     p = fv.param.image(32, batch=2, seed=0)
-    explicit = fv.render(tiny, "conv2:3", param=p, transforms=fv.transforms.standard(32), lr=0.05,
-                         optimizer=lambda ps: torch.optim.Adam(ps, lr=0.05), **FAST)
+    explicit = fv.render(
+        tiny,
+        "conv2:3",
+        param=p,
+        transforms=fv.transforms.standard(32),
+        lr=0.05,
+        optimizer=lambda ps: torch.optim.Adam(ps, lr=0.05),
+        **FAST,
+    )
     assert torch.equal(plain.images, named.images) and torch.equal(plain.history, named.history)
     assert torch.equal(plain.images, explicit.images)
 
@@ -112,12 +120,20 @@ def test_aligned_brings_the_statistics_closer_to_the_examples_than_fourier(tiny)
 
 def test_visualize_aligned_mines_each_units_examples(tiny):
     data = smooth_images(8)
-    many = fv.NeuronVisualization(tiny, "conv2").visualize([1, 2], recipe="aligned", dataset=data, k=2,
-                                                            facets=1, negative=True, **FAST)
+    many = fv.NeuronVisualization(tiny, "conv2").visualize(
+        [1, 2], recipe="aligned", dataset=data, k=2, facets=1, negative=True, **FAST
+    )
     assert [v.positive.shape for v in many] == [(1, 3, 32, 32)] * 2
     given = fv.NeuronVisualization(tiny, "conv2").visualize(
-        [1, 2], recipe="aligned", examples=[fv.DatasetExamples(tiny, "conv2").collect(
-            data, k=2, units=[u], progress=False).images(u) for u in (1, 2)], facets=1, negative=True, **FAST)
+        [1, 2],
+        recipe="aligned",
+        examples=[
+            fv.DatasetExamples(tiny, "conv2").collect(data, k=2, units=[u], progress=False).images(u) for u in (1, 2)
+        ],
+        facets=1,
+        negative=True,
+        **FAST,
+    )
     assert all(torch.equal(a.positive, b.positive) for a, b in zip(many, given))
 
 

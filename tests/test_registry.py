@@ -1,4 +1,5 @@
 """Tests for captum_fv.registry: built-ins by name, one-line registration, catalog."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,11 +12,36 @@ from captum_fv.attribution import attribute
 from captum_fv.objectives import Objective
 from captum_fv.render import render
 
-OBJECTIVES = ["channel", "neuron", "deepdream", "class_logit", "class_probability", "direction",
-              "random_direction", "diversity", "channel_interpolate", "alignment", "inversion",
-              "style", "l1", "l2", "total_variation", "blur", "feature_prior"]
-ATTRIBUTIONS = ["integrated_gradients", "gradient", "gradient_shap", "deeplift", "deeplift_shap",
-                "guided_backprop", "deconvolution", "conductance", "feature_ablation"]
+OBJECTIVES = [
+    "channel",
+    "neuron",
+    "deepdream",
+    "class_logit",
+    "class_probability",
+    "direction",
+    "random_direction",
+    "diversity",
+    "channel_interpolate",
+    "alignment",
+    "inversion",
+    "style",
+    "l1",
+    "l2",
+    "total_variation",
+    "blur",
+    "feature_prior",
+]
+ATTRIBUTIONS = [
+    "integrated_gradients",
+    "gradient",
+    "gradient_shap",
+    "deeplift",
+    "deeplift_shap",
+    "guided_backprop",
+    "deconvolution",
+    "conductance",
+    "feature_ablation",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +58,15 @@ def restore_registry():
 @pytest.fixture
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()
 
 
 def test_builtins_are_prefilled():

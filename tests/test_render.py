@@ -1,16 +1,17 @@
 """The render loop: outputs, snapshots, reproducibility, leaving the world as it was, errors,
 options; and, with the real model, that optimization really finds what excites a unit."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_model_unchanged, assert_rng_unchanged, model_state, rng_state
 
 import captum_fv as fv
 from captum_fv import objectives as obj
 from captum_fv import param as param_lib
 from captum_fv import transforms as tf
 from captum_fv.objectives import Objective
-from conftest import assert_model_unchanged, assert_rng_unchanged, model_state, rng_state
 
 KW = dict(size=32, progress=False)
 
@@ -140,10 +141,20 @@ def test_objective_shape_and_batch_errors(tiny):
 def test_blur_every_smooths(tiny):
     still = lambda ps: torch.optim.SGD(ps, lr=0.0)  # noqa: E731  (isolate the blur)
     o = obj.channel("bn2", 3)
-    plain = fv.render(tiny, o, param=param_lib.image(32, fft=False, sd=1.0), optimizer=still,
-                      steps=5, transforms=[], **KW)
-    blurred = fv.render(tiny, o, param=param_lib.image(32, fft=False, sd=1.0), optimizer=still,
-                        steps=5, transforms=[], blur_every=2, blur_sigma=1.0, **KW)
+    plain = fv.render(
+        tiny, o, param=param_lib.image(32, fft=False, sd=1.0), optimizer=still, steps=5, transforms=[], **KW
+    )
+    blurred = fv.render(
+        tiny,
+        o,
+        param=param_lib.image(32, fft=False, sd=1.0),
+        optimizer=still,
+        steps=5,
+        transforms=[],
+        blur_every=2,
+        blur_sigma=1.0,
+        **KW,
+    )
     assert torch.equal(plain.images, plain.snapshots[0])
     tv = lambda x: float(obj.total_variation()(obj.Context(x, x, {}, {})).sum())  # noqa: E731
     assert tv(blurred.images) < 0.5 * tv(plain.images)

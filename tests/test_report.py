@@ -1,4 +1,5 @@
 """NeuronReport: contents, report.json as the single source of numbers, atomic units, --resume."""
+
 from __future__ import annotations
 
 import json
@@ -7,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_tiny
 
 import captum_fv as fv
-from captum_fv.report import NeuronReport, unit_name
-from captum_fv.report import writer
-from conftest import make_tiny
+from captum_fv.report import NeuronReport, unit_name, writer
 
 KW = dict(size=32, steps=6, facets=2, k=2, progress=False, attribution_kwargs={"n_steps": 8})
 
@@ -22,7 +22,7 @@ class NamedImages(torch.utils.data.Dataset):
     def __init__(self, n: int = 12):
         g = torch.Generator().manual_seed(0)
         self.x = torch.rand(n, 3, 32, 32, generator=g)
-        self.names = [f"<b>img{i}</b>&\"q\"" for i in range(n)]
+        self.names = [f'<b>img{i}</b>&"q"' for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.x)
@@ -60,8 +60,8 @@ def test_report_files_and_json(built):
         for x in shown:
             assert writer.format_number(float(x)) in page
         # positive activation really is what the model gives on the saved image (up to PNG rounding)
-        from PIL import Image
         import numpy as np
+        from PIL import Image
 
         img = torch.from_numpy(np.array(Image.open(folder / "positive.png"))).permute(2, 0, 1).float() / 255
         act = fv.activations(rep.forward_func, "conv2", img[None])[0, int(u["name"][-4:])].mean()
@@ -168,5 +168,6 @@ def test_attribution_kwargs_are_settings_that_resume_checks():
     assert settings(baselines=zeros) == settings(baselines=zeros.clone())  # same contents
     assert settings(baselines=zeros) != settings(baselines=ones)
     assert settings(n_steps=8) != settings(n_steps=16) != settings()
-    assert json.loads(json.dumps(settings(baselines=zeros.bfloat16(), n_steps=8))) == \
-        settings(baselines=zeros.bfloat16(), n_steps=8)
+    assert json.loads(json.dumps(settings(baselines=zeros.bfloat16(), n_steps=8))) == settings(
+        baselines=zeros.bfloat16(), n_steps=8
+    )

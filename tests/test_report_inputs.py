@@ -1,6 +1,7 @@
 """Reports of models with more than one input or structured outputs: Captum's
 ``additional_forward_args`` reach optimization, mining and attribution (per example from dict
 items), and a dict output is read by its logits or by ``output=``."""
+
 from __future__ import annotations
 
 import json
@@ -78,8 +79,7 @@ def test_report_wide_arguments_serve_every_input(tmp_path):
     unit = json.loads((tmp_path / "r" / "report.json").read_text())["units"][0]
     assert unit["dataset_max"] == pytest.approx(float(_conv_means(model, x, half)[:, 0].max()), rel=1e-5)
     v = rep.units["channel_0000"].visualization
-    assert unit["activation"]["positive"] == pytest.approx(
-        float(_conv_means(model, v.positive, half)[0, 0]), rel=1e-4)
+    assert unit["activation"]["positive"] == pytest.approx(float(_conv_means(model, v.positive, half)[0, 0]), rel=1e-4)
     other = NeuronReport(model, "act", data, additional_forward_args=(half * 2,), **KW)
     assert other.fingerprint["settings"] != rep.fingerprint["settings"]  # resume tells them apart
 
@@ -88,8 +88,7 @@ def test_dict_outputs_read_by_logits_or_by_key():
     model = Scaled(dict_out=True)
     x = torch.rand(2, 3, 16, 16)
     one = torch.ones(1, 1, 1, 1)
-    v = fv.render(model, fv.objectives.class_logit(3), size=16, steps=2, progress=False,
-                  additional_forward_args=(one,))
+    v = fv.render(model, fv.objectives.class_logit(3), size=16, steps=2, progress=False, additional_forward_args=(one,))
     assert torch.isfinite(v.values).all()
     logits = fv.activations(model, None, x, additional_forward_args=(one.expand(2, -1, -1, -1),))
     assert torch.allclose(logits, model(x, one)["logits"])

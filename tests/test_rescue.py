@@ -2,6 +2,7 @@
 gradients, module, in-place and functional forms), dead slots are retried or reported, an
 objective that ignores the input still raises, live units are bit-identical, the model is
 left exactly as found."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,12 +10,12 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_model_unchanged, model_state
 from torch import nn
 
 import captum_fv as fv
 from captum_fv import objectives as obj
 from captum_fv.rescue import RescueConfig, redirect_grad, redirected
-from conftest import assert_model_unchanged, model_state
 
 KW = dict(size=16, progress=False)
 DEAD = [0, 2, 5]  # channels whose bias puts them on a flat side of the activation at grey
@@ -140,8 +141,7 @@ def test_model_and_torch_state_restored_after_an_exception():
         fv.render(net, fv.objectives.Objective(boom, base.layers, "boom"), steps=10, **KW)
     assert_model_unchanged(net, before)
     assert {n: m.__dict__.get("forward") for n, m in net.named_modules()} == forwards
-    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
-               for m in net.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in net.modules())
     assert torch._C._len_torch_function_stack() == 0  # no redirect mode left active
     x = torch.zeros(1, 8, 2, 2, requires_grad=True) - 1
     x.retain_grad()

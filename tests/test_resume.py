@@ -1,5 +1,6 @@
 """What --resume keeps and redoes (fingerprints), which folders a report writes into, and faults
 while writing."""
+
 from __future__ import annotations
 
 import errno
@@ -10,15 +11,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny
 from PIL import Image
 
 from captum_fv import cli, fingerprint
 from captum_fv.report import NeuronReport, resume, writer
 from captum_fv.report.folder import MARKER, OutputFolderError
-from conftest import make_tiny
 
-TINY = ["--model", "conftest:make_tiny", "--layer", "conv2", "--size", "32", "--steps", "3",
-        "--facets", "1", "--k", "2", "--n-steps", "4", "--tolerance", "0", "--quiet"]
+TINY = [
+    "--model",
+    "conftest:make_tiny",
+    "--layer",
+    "conv2",
+    "--size",
+    "32",
+    "--steps",
+    "3",
+    "--facets",
+    "1",
+    "--k",
+    "2",
+    "--n-steps",
+    "4",
+    "--tolerance",
+    "0",
+    "--quiet",
+]
 KW = dict(size=32, steps=3, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4, "tolerance": None})
 
 
@@ -207,8 +225,9 @@ def test_a_crashed_run_is_recognized_by_resume(tmp_path, capsys):
 # --------------------------------------------------------------------------- faults while writing
 
 
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
-                                   PermissionError(errno.EACCES, "Permission denied")])
+@pytest.mark.parametrize(
+    "error", [OSError(errno.ENOSPC, "No space left on device"), PermissionError(errno.EACCES, "Permission denied")]
+)
 def test_a_write_fault_keeps_every_unit_before_it(tmp_path, capsys, monkeypatch, error):
     out = tmp_path / "r"
     real_save = Image.Image.save

@@ -1,12 +1,13 @@
 """Robustness: half precision, unusual channel counts and sizes, inputs too small, unsafe weights."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_tiny
 from torch import nn
 
 import captum_fv as fv
-from conftest import make_tiny
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -103,7 +103,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> Optional[List[str]]:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             elif not state.get(nxt):
                 state[nxt] = 1
                 path.append(nxt)
@@ -167,12 +167,16 @@ def _fake_package(tmp_path: Path, files: Dict[str, str]) -> Dict[str, Module]:
 
 
 def test_checker_finds_a_cycle_hidden_in_a_function(tmp_path):
-    mods = _fake_package(tmp_path, {
-        "a.py": "from .b import f\n",
-        "b.py": "def f():\n    from . import a\n",
-        "sub/__init__.py": "", "sub/c.py": "from ..a import f\nfrom captum_fv.sub import d\n",
-        "sub/d.py": "import math\n",
-    })
+    mods = _fake_package(
+        tmp_path,
+        {
+            "a.py": "from .b import f\n",
+            "b.py": "def f():\n    from . import a\n",
+            "sub/__init__.py": "",
+            "sub/c.py": "from ..a import f\nfrom captum_fv.sub import d\n",
+            "sub/d.py": "import math\n",
+        },
+    )
     graph = import_graph(mods)
     assert graph["captum_fv.a"] == {"captum_fv.b"}
     assert graph["captum_fv.b"] == {"captum_fv.a"}
@@ -183,17 +187,27 @@ def test_checker_finds_a_cycle_hidden_in_a_function(tmp_path):
 
 
 def test_checker_finds_private_imports_but_not_private_modules(tmp_path):
-    mods = _fake_package(tmp_path, {
-        "a.py": "_x = 1\ndef _f(): pass\n",
-        "_impl.py": "y = 2\n",
-        "b.py": ("from .a import _f, __doc__\nfrom . import _impl, a\nimport captum_fv.a as al\n"
-                 "v = a._x + al._x + _impl.y\ndef g(self):\n    return self._x\n"
-                 "def h():\n    import captum_fv.a\n    from . import a as aa\n"
-                 "    return captum_fv.a._f, aa._x, captum_fv.__version__\n"),
-    })
+    mods = _fake_package(
+        tmp_path,
+        {
+            "a.py": "_x = 1\ndef _f(): pass\n",
+            "_impl.py": "y = 2\n",
+            "b.py": (
+                "from .a import _f, __doc__\nfrom . import _impl, a\nimport captum_fv.a as al\n"
+                "v = a._x + al._x + _impl.y\ndef g(self):\n    return self._x\n"
+                "def h():\n    import captum_fv.a\n    from . import a as aa\n"
+                "    return captum_fv.a._f, aa._x, captum_fv.__version__\n"
+            ),
+        },
+    )
     found = sorted(private_uses(mods["captum_fv.b"], mods))
-    assert found == [("captum_fv.a._f", 1), ("captum_fv.a._f", 10),
-                     ("captum_fv.a._x", 4), ("captum_fv.a._x", 4), ("captum_fv.a._x", 10)]
+    assert found == [
+        ("captum_fv.a._f", 1),
+        ("captum_fv.a._f", 10),
+        ("captum_fv.a._x", 4),
+        ("captum_fv.a._x", 4),
+        ("captum_fv.a._x", 10),
+    ]
 
 
 # -- the package -----------------------------------------------------------------------------------
@@ -202,25 +216,28 @@ def test_checker_finds_private_imports_but_not_private_modules(tmp_path):
 def test_no_import_cycles(mods):
     graph = import_graph(mods)
     for src in graph:
-        graph[src] = {dst for dst in graph[src]
-                      if not any(_within(src, a) and _within(dst, b) for a, b in KNOWN_CYCLE_EDGES)}
+        graph[src] = {
+            dst for dst in graph[src] if not any(_within(src, a) and _within(dst, b) for a, b in KNOWN_CYCLE_EDGES)
+        }
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_no_private_names_imported_across_modules(mods):
     found = {(m.name, use, line) for m in mods.values() for use, line in private_uses(m, mods)}
-    new = sorted(f"{src}:{line} uses {use}" for src, use, line in found
-                 if not any(_within(use.rpartition(".")[0], k.rpartition(".")[0])
-                            and use.rpartition(".")[2] == k.rpartition(".")[2]
-                            for k in KNOWN_PRIVATE_NAMES))
-    assert not new, "private names used across modules (make them public or move them):\n" + \
-        "\n".join(new)
+    new = sorted(
+        f"{src}:{line} uses {use}"
+        for src, use, line in found
+        if not any(
+            _within(use.rpartition(".")[0], k.rpartition(".")[0]) and use.rpartition(".")[2] == k.rpartition(".")[2]
+            for k in KNOWN_PRIVATE_NAMES
+        )
+    )
+    assert not new, "private names used across modules (make them public or move them):\n" + "\n".join(new)
 
 
 def test_no_module_over_max_lines(mods):
-    long = {str(m.path.relative_to(ROOT.parent)): len(m.path.read_text().splitlines())
-            for m in mods.values()}
+    long = {str(m.path.relative_to(ROOT.parent)): len(m.path.read_text().splitlines()) for m in mods.values()}
     over = {p: n for p, n in long.items() if n > MAX_LINES and p not in KNOWN_LONG}
     assert not over, f"modules over {MAX_LINES} lines: {over}"
 

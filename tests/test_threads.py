@@ -4,6 +4,7 @@ N processes of 1 thread give the very bytes 1 process of 1 thread gives (tests/t
 Another thread count sums in another order: a ~1e-7 relative change per step, which gradient
 ascent on the real model amplifies. This test pins the README's statement of the tolerances.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,7 @@ def threads(n: int):
 @pytest.mark.slow
 def test_thread_count_changes_only_what_the_readme_says(real_model):
     data = fv.data.sample_images(size=64, crops=4)
-    kw = dict(size=64, steps=12, facets=1, k=2, progress=False,
-              attribution_kwargs={"n_steps": 8, "tolerance": None})
+    kw = dict(size=64, steps=12, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 8, "tolerance": None})
     runs = []
     for n in (1, 2):
         with threads(n):

@@ -1,11 +1,12 @@
 """Transforms: sizes, values, geometry, statistics, differentiability and seeding."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import assert_rng_unchanged, rng_state
 
 from captum_fv import transforms as tf
-from conftest import assert_rng_unchanged, rng_state
 
 
 def G(seed=0):

@@ -1,5 +1,6 @@
 """The trust measures can tell: a planted unit's own picture is off-natural, honest pictures and
 natural top examples are not, noise is off-natural; invariants of the 2AFC score."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ class Tiny(nn.Module):
         self.blocks = nn.Sequential(
             nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()),
             nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()),
-            nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU()))
+            nn.Sequential(nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU()),
+        )
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +39,7 @@ def real():
     ex = fv.DatasetExamples(model, LAYER).collect(ds, k=trust.MIN_EXAMPLES, units=[UNIT, OTHER], progress=False)
     nat = torch.stack([ds[i][0] for i in range(len(ds))])
     planted = trust.plant(model, LAYER, UNIT, nat)
-    viz = fv.NeuronVisualization(model, LAYER).visualize([UNIT, OTHER], size=SIZE, steps=48, facets=1,
-                                                         progress=False)
+    viz = fv.NeuronVisualization(model, LAYER).visualize([UNIT, OTHER], size=SIZE, steps=48, facets=1, progress=False)
     pviz = fv.NeuronVisualization(planted, LAYER).visualize(UNIT, size=SIZE, steps=48, facets=1, progress=False)
     return dict(model=model, ds=ds, ex=ex, planted=planted, viz=viz, pviz=pviz)
 
@@ -58,8 +59,9 @@ def test_planted_unit_keeps_its_natural_behaviour(real):
 
 
 def test_planted_units_own_picture_is_off_natural(real):
-    pex = fv.DatasetExamples(real["planted"], LAYER).collect(real["ds"], k=trust.MIN_EXAMPLES, units=[UNIT],
-                                                             progress=False)
+    pex = fv.DatasetExamples(real["planted"], LAYER).collect(
+        real["ds"], k=trust.MIN_EXAMPLES, units=[UNIT], progress=False
+    )
     assert torch.equal(pex.top(UNIT).indices, real["ex"].top(UNIT).indices)  # same dataset examples
     r = trust.score(real["planted"], LAYER, pics(real["pviz"]), UNIT, pex)
     assert r.verdict == trust.OFF_NATURAL, r.reason
@@ -130,8 +132,9 @@ def test_trials_keep_references_off_the_queries_source_images():
         assert len(t.refs_top) == trust.REFERENCES
 
 
-feats = st.integers(min_value=0, max_value=2 ** 16).map(
-    lambda s: torch.nn.functional.normalize(torch.randn(12, 6, generator=torch.Generator().manual_seed(s)), dim=1))
+feats = st.integers(min_value=0, max_value=2**16).map(
+    lambda s: torch.nn.functional.normalize(torch.randn(12, 6, generator=torch.Generator().manual_seed(s)), dim=1)
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -157,6 +160,7 @@ def test_score_in_unit_interval_and_blind_to_reference_order(f, perm, seed):
 
 def test_spearman_matches_scipy():
     from scipy.stats import spearmanr
+
     a, b = torch.randn(3, 20), torch.randn(4, 20)
     a[0, :5] = 0  # ties
     rho = trust.spearman(a, b)

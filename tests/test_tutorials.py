@@ -4,6 +4,7 @@ Each notebook runs in its own kernel started from *this* interpreter (a kernelsp
 temporary JUPYTER_PATH), so the kernel sees exactly the packages the tests see, whatever
 kernels are installed elsewhere. The working directory is a temporary folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,13 +111,17 @@ def stream_text(cell: nbformat.NotebookNode) -> str:
 def test_progress_bars_do_not_flood_a_notebook(tmp_path: Path, kernel_env: None):
     """This kernel has no ipywidgets: tqdm.auto would store every redraw of a text bar (one per
     postfix update alone: 13 for 200 steps), and warn "IProgress not found" on import."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import torch\nimport captum_fv as fv\n"
-                                  "model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))"),
-        nbformat.v4.new_code_cell('result = fv.render(model, "0:1", steps=200, size=16, progress=True)'),
-    ])
-    client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import torch\nimport captum_fv as fv\nmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))"
+            ),
+            nbformat.v4.new_code_cell('result = fv.render(model, "0:1", steps=200, size=16, progress=True)'),
+        ]
+    )
+    client = nbclient.NotebookClient(
+        nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     imports, render = (stream_text(c) for c in nb.cells)
     assert "IProgress not found" not in imports

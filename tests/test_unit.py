@@ -1,5 +1,6 @@
 """captum_fv.unit: the one reading of a neuron selector, many units from sequences, and the one
 chunk planner / slot layout used by NeuronVisualization and NeuronReport."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -67,8 +68,7 @@ def test_visualize_takes_any_sequence_and_a_tuple_as_one_neuron(tiny):
     assert [v.name for v in arr] == ["channel 1", "channel 2"]
     one = nv.visualize((1, 2, 2), **KW)
     assert isinstance(one, fv.Visualization) and one.name == "neuron (1, 2, 2)"
-    torch.testing.assert_close(one.activation["positive"],
-                               fv.activations(tiny, "bn2", one.positive)[:, 1, 2, 2])
+    torch.testing.assert_close(one.activation["positive"], fv.activations(tiny, "bn2", one.positive)[:, 1, 2, 2])
 
 
 def test_plan_chunks_and_layout():

@@ -1,10 +1,12 @@
 """NeuronVisualization and neuron selectors: selector kinds, result layout, batching, errors,
 Captum interoperability; with the real model, that diversity makes facets differ."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from captum.attr import NeuronGradient, NeuronIntegratedGradients
+from conftest import assert_model_unchanged, model_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +14,6 @@ import captum_fv as fv
 import captum_fv.visualization as viz_mod
 from captum_fv import objectives as obj
 from captum_fv.unit import Unit
-from conftest import assert_model_unchanged, model_state
 
 KW = dict(size=32, steps=6, progress=False, transforms=[])
 LAYER = "bn2"  # (24, 16, 16) at 32 px
@@ -80,16 +81,14 @@ def test_list_of_selectors_in_one_batch(tiny, monkeypatch):
     out = fv.NeuronVisualization(tiny, LAYER).visualize(sels, facets=1, negative=True, **KW)
     assert spy.batches == [4 * 3]  # one render for all units
     assert isinstance(out, list) and len(out) == 4
-    manual = [lambda a: a[:, 1].mean((1, 2)), lambda a: a[:, 7].mean((1, 2)),
-              lambda a: a[:, 3, 2, 2], center_3x3]
+    manual = [lambda a: a[:, 1].mean((1, 2)), lambda a: a[:, 7].mean((1, 2)), lambda a: a[:, 3, 2, 2], center_3x3]
     for v, sel, fn in zip(out, sels, manual):
         assert v.selector is sel
         assert v.positive.shape == (1, 3, 32, 32) and v.facets.shape == (1, 3, 32, 32)
         assert v.negative.shape == (1, 3, 32, 32)
         for role in ("positive", "facets", "negative"):
             imgs = getattr(v, role)
-            torch.testing.assert_close(v.activation[role], fn(fv.activations(tiny, LAYER, imgs)),
-                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(v.activation[role], fn(fv.activations(tiny, LAYER, imgs)), rtol=1e-5, atol=1e-5)
         assert v.activation["negative"][0] < v.activation["positive"][0]
     # every unit got its own images
     assert not torch.equal(out[0].positive, out[1].positive)
@@ -98,13 +97,11 @@ def test_list_of_selectors_in_one_batch(tiny, monkeypatch):
 def test_max_batch_splits(tiny, monkeypatch):
     spy = RenderSpy(monkeypatch)
     sels = [0, 1, 2, 3, 4]
-    out = fv.NeuronVisualization(tiny, LAYER).visualize(sels, facets=1, negative=True,
-                                                         max_batch=6, **KW)
+    out = fv.NeuronVisualization(tiny, LAYER).visualize(sels, facets=1, negative=True, max_batch=6, **KW)
     assert spy.batches == [6, 6, 3]  # 3 images per unit, at most 6 per batch
     assert [v.selector for v in out] == sels
     for v, c in zip(out, sels):
-        torch.testing.assert_close(v.activation["positive"],
-                                   fv.activations(tiny, LAYER, v.positive)[:, c].mean((1, 2)))
+        torch.testing.assert_close(v.activation["positive"], fv.activations(tiny, LAYER, v.positive)[:, c].mean((1, 2)))
     one = fv.NeuronVisualization(tiny, LAYER).visualize([0], facets=3, max_batch=1, **KW)
     assert spy.batches[-1] == 4 and one[0].facets.shape[0] == 3  # a unit is never split
 
@@ -182,11 +179,12 @@ def test_real_diversity_makes_facets_less_alike(real_model):
     kw = dict(facets=facets, size=size, steps=steps, progress=False)
     default = nv.visualize(c, **kw)
     strong = nv.visualize(c, diversity_weight=2.0, **kw)
-    independent = torch.cat([
-        fv.render(real_model, obj.channel(layer, c), size=size, steps=steps, seed=s,
-                  progress=False).images
-        for s in range(facets)
-    ])
+    independent = torch.cat(
+        [
+            fv.render(real_model, obj.channel(layer, c), size=size, steps=steps, seed=s, progress=False).images
+            for s in range(facets)
+        ]
+    )
     sim_ind = mean_pairwise_similarity(independent)
     sim_def = mean_pairwise_similarity(default.facets)
     sim_strong = mean_pairwise_similarity(strong.facets)

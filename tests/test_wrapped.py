@@ -1,5 +1,6 @@
 """Wrapped models: DataParallel, DistributedDataParallel and torch.compile run unwrapped and eagerly,
 layer names resolve with and without the wrapper's prefix, and the wrapper is left as it was."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,13 @@ import json
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import make_tiny
 from torch import nn
 
 import captum_fv as fv
 from captum_fv import fingerprint
 from captum_fv.addressing import resolve_layer
 from captum_fv.report import NeuronReport
-from conftest import make_tiny
 
 VIS = dict(size=32, steps=4, facets=1, progress=False)
 
@@ -23,15 +24,20 @@ def _state(model: nn.Module) -> dict:
         "params": {k: v.clone() for k, v in model.state_dict().items()},
         "training": [m.training for m in model.modules()],
         "grad": [p.requires_grad for p in model.parameters()],
-        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                     for m in model.modules()),
+        "hooks": sum(
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+        ),
     }
 
 
 def _same_state(a: dict, b: dict) -> bool:
-    return (a["training"] == b["training"] and a["grad"] == b["grad"] and a["hooks"] == b["hooks"]
-            and a["params"].keys() == b["params"].keys()
-            and all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"]))
+    return (
+        a["training"] == b["training"]
+        and a["grad"] == b["grad"]
+        and a["hooks"] == b["hooks"]
+        and a["params"].keys() == b["params"].keys()
+        and all(torch.equal(a["params"][k], b["params"][k]) for k in a["params"])
+    )
 
 
 def _wrappers():
@@ -69,8 +75,7 @@ def test_compiled_models_are_never_compiled():
 
 
 def test_reports_of_a_wrapped_model_equal_the_plain_ones(tmp_path):
-    kw = dict(size=32, steps=3, facets=1, k=2, progress=False,
-              attribution_kwargs={"n_steps": 4, "tolerance": None})
+    kw = dict(size=32, steps=3, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4, "tolerance": None})
     NeuronReport(make_tiny(), "conv2", None, **kw).run([0, 1], tmp_path / "plain")
     wrapped = nn.DataParallel(make_tiny())
     rep = NeuronReport(wrapped, "module.conv2", None, **kw)

@@ -27,7 +27,7 @@ STEPS = 8 if FAST else 256
 FACETS = 1 if FAST else 2
 K = 3 if FAST else 6
 CROPS = 1 if FAST else 8
-UNITS = "0-1" if FAST else "0-2"     # channels, in the CLI's syntax
+UNITS = "0-1" if FAST else "0-2"  # channels, in the CLI's syntax
 
 # %%
 import subprocess
@@ -65,7 +65,7 @@ torch.save(torchvision.models.resnet18(weights=None).state_dict(), WEIGHTS)
 PHOTOS = WORK / "my_photos"
 PHOTOS.mkdir()
 bundled = fv.data.sample_images(size=256)
-for (image, label), name in zip(bundled, bundled.names):
+for (image, _label), name in zip(bundled, bundled.names):
     torchvision.utils.save_image(image, PHOTOS / f"{name}.jpg")
 print(sorted(p.name for p in PHOTOS.iterdir()))
 
@@ -85,8 +85,10 @@ print(sorted(p.name for p in PHOTOS.iterdir()))
 model = fv.models.torchvision_model("resnet18", weights=WEIGHTS)
 dataset = fv.data.image_folder(PHOTOS, size=SIZE, crops=CROPS)
 print(dataset)
-show([dataset[i][0] for i in range(0, len(dataset), max(1, len(dataset) // 6))][:6],
-     [name.split(" (")[0] for name in dataset.names[::max(1, len(dataset) // 6)][:6]])
+show(
+    [dataset[i][0] for i in range(0, len(dataset), max(1, len(dataset) // 6))][:6],
+    [name.split(" (")[0] for name in dataset.names[:: max(1, len(dataset) // 6)][:6]],
+)
 
 
 # %% [markdown]
@@ -101,18 +103,17 @@ show([dataset[i][0] for i in range(0, len(dataset), max(1, len(dataset) // 6))][
 # ResNet applies one `relu` module several times per block; captum-fv marks such layers and
 # asks for one call, `layer1.0.relu#1` being the second.
 
+
 # %%
 def captum_fv_cli(*args):
     """Run `captum-fv ARGS...` with this notebook's Python and return what it printed."""
-    run = subprocess.run([sys.executable, "-m", "captum_fv", *map(str, args)],
-                         capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "captum_fv", *map(str, args)], capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(run.stderr)
     return run.stdout
 
 
-listing = captum_fv_cli("layers", "--model", "torchvision:resnet18", "--weights", WEIGHTS,
-                        "--size", SIZE)
+listing = captum_fv_cli("layers", "--model", "torchvision:resnet18", "--weights", WEIGHTS, "--size", SIZE)
 lines = listing.splitlines()
 print("\n".join(lines[:8] + ["..."] + [line for line in lines if line.startswith("layer3.")]))
 
@@ -126,11 +127,32 @@ print("\n".join(lines[:8] + ["..."] + [line for line in lines if line.startswith
 # %%
 LAYER = "layer3.1"
 cli_out = WORK / "cli_report"
-print(captum_fv_cli(
-    "report", "--model", "torchvision:resnet18", "--weights", WEIGHTS, "--layer", LAYER,
-    "--units", UNITS, "--data", PHOTOS, "--size", SIZE, "--steps", STEPS,
-    "--facets", FACETS, "--k", K, "--out", cli_out, "--quiet",
-))
+print(
+    captum_fv_cli(
+        "report",
+        "--model",
+        "torchvision:resnet18",
+        "--weights",
+        WEIGHTS,
+        "--layer",
+        LAYER,
+        "--units",
+        UNITS,
+        "--data",
+        PHOTOS,
+        "--size",
+        SIZE,
+        "--steps",
+        STEPS,
+        "--facets",
+        FACETS,
+        "--k",
+        K,
+        "--out",
+        cli_out,
+        "--quiet",
+    )
+)
 print(sorted(p.name for p in cli_out.iterdir()))
 
 # %% [markdown]
@@ -144,8 +166,17 @@ print(sorted(p.name for p in cli_out.iterdir()))
 from captum_fv.cli import parse_units
 
 units = parse_units(UNITS)
-report = NeuronReport(model, LAYER, dataset, size=SIZE, steps=STEPS, facets=FACETS, k=K,
-                      model_name="resnet18 (my checkpoint)", progress=False)
+report = NeuronReport(
+    model,
+    LAYER,
+    dataset,
+    size=SIZE,
+    steps=STEPS,
+    facets=FACETS,
+    k=K,
+    model_name="resnet18 (my checkpoint)",
+    progress=False,
+)
 index = report.run(units, WORK / "api_report")
 print("open in a browser:", index)
 

@@ -25,12 +25,12 @@ import os
 # CAPTUM_FV_FAST=1 runs everything with tiny settings (a smoke test: the pictures are meaningless).
 # Leave it unset for the settings that give the pictures described in the text.
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
-SIZE = 64 if FAST else 128         # optimized images and dataset examples
-STEPS = 8 if FAST else 256         # optimization steps
-N_STEPS = 8 if FAST else 32        # Integrated Gradients steps
-N_UNITS = 2 if FAST else 3         # channels to look at
-CROPS = 2 if FAST else 24          # random crops per bundled photo for the example dataset
-K = 3 if FAST else 6               # dataset examples per unit
+SIZE = 64 if FAST else 128  # optimized images and dataset examples
+STEPS = 8 if FAST else 256  # optimization steps
+N_STEPS = 8 if FAST else 32  # Integrated Gradients steps
+N_UNITS = 2 if FAST else 3  # channels to look at
+CROPS = 2 if FAST else 24  # random crops per bundled photo for the example dataset
+K = 3 if FAST else 6  # dataset examples per unit
 
 # %%
 import tempfile
@@ -38,8 +38,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from captum.attr import (IntegratedGradients, LayerActivation, LayerAttribution,
-                         LayerIntegratedGradients, NeuronIntegratedGradients)
+from captum.attr import (
+    IntegratedGradients,
+    LayerActivation,
+    LayerAttribution,
+    LayerIntegratedGradients,
+    NeuronIntegratedGradients,
+)
 from captum.attr import visualization as captum_viz
 
 import captum_fv as fv
@@ -65,7 +70,7 @@ show = fv.show_images  # a grid of images with titles
 model = fv.models.efficientnet_lite0()
 labels = fv.models.imagenet_labels()
 
-photo = fv.data.sample_images(size=224)[1][0]   # Chelsea the cat, (3, 224, 224) in [0, 1]
+photo = fv.data.sample_images(size=224)[1][0]  # Chelsea the cat, (3, 224, 224) in [0, 1]
 x = photo[None]
 with torch.no_grad():
     probs = model(x).softmax(1)[0]
@@ -77,9 +82,12 @@ attr, delta = ig.attribute(x, target=pred, n_steps=N_STEPS, return_convergence_d
 print(f"convergence delta {delta.item():.3f}")
 
 _ = captum_viz.visualize_image_attr_multiple(
-    attr[0].permute(1, 2, 0).numpy(), photo.permute(1, 2, 0).numpy(),
-    methods=["original_image", "blended_heat_map"], signs=["all", "absolute_value"],
-    titles=["photo", f"IG for '{labels[pred]}'"], fig_size=(7, 3.5),
+    attr[0].permute(1, 2, 0).numpy(),
+    photo.permute(1, 2, 0).numpy(),
+    methods=["original_image", "blended_heat_map"],
+    signs=["all", "absolute_value"],
+    titles=["photo", f"IG for '{labels[pred]}'"],
+    fig_size=(7, 3.5),
 )
 
 # %% [markdown]
@@ -103,10 +111,11 @@ _ = captum_viz.visualize_image_attr_multiple(
 LAYER = "_blocks.8"
 layer = model.get_submodule(LAYER)
 
-layer_acts = LayerActivation(model, layer).attribute(x)                # (1, 112, 14, 14)
-activation = layer_acts[0].mean((1, 2))                                # (112,)
-contribution = LayerIntegratedGradients(model, layer).attribute(
-    x, target=pred, n_steps=N_STEPS)[0].sum((1, 2))                    # (112,)
+layer_acts = LayerActivation(model, layer).attribute(x)  # (1, 112, 14, 14)
+activation = layer_acts[0].mean((1, 2))  # (112,)
+contribution = (
+    LayerIntegratedGradients(model, layer).attribute(x, target=pred, n_steps=N_STEPS)[0].sum((1, 2))
+)  # (112,)
 
 score = torch.where(activation > 0, contribution, torch.tensor(float("-inf")))
 top = score.topk(N_UNITS).indices.tolist()
@@ -158,8 +167,10 @@ plt.show()
 
 # %%
 visualizations = fv.NeuronVisualization(model, layer).visualize(units, size=SIZE, steps=STEPS)
-show(torch.cat([v.positive for v in visualizations]),
-     [f"{v.name}\nactivation {v.activation['positive'][0]:.1f}" for v in visualizations])
+show(
+    torch.cat([v.positive for v in visualizations]),
+    [f"{v.name}\nactivation {v.activation['positive'][0]:.1f}" for v in visualizations],
+)
 
 # %% [markdown]
 # **Dataset examples.** An optimized image can exaggerate; natural images that excite the same
@@ -212,8 +223,15 @@ for sel in units:
 
 # %%
 report = NeuronReport(
-    model, layer, dataset, size=SIZE, steps=STEPS, facets=2, k=K,
-    attribution_kwargs={"n_steps": N_STEPS}, progress=False,
+    model,
+    layer,
+    dataset,
+    size=SIZE,
+    steps=STEPS,
+    facets=2,
+    k=K,
+    attribution_kwargs={"n_steps": N_STEPS},
+    progress=False,
 ).build(units)
 
 report.figure(units[0])

@@ -25,12 +25,11 @@ import os
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
 SIZE = 64 if FAST else 128
 STEPS = 8 if FAST else 256
-FACETS = 2 if FAST else 4          # diversity facets per unit
-FRAMES = 3 if FAST else 6          # interpolation frames
-N_DIRECTIONS = 2 if FAST else 4    # random directions
+FACETS = 2 if FAST else 4  # diversity facets per unit
+FRAMES = 3 if FAST else 6  # interpolation frames
+N_DIRECTIONS = 2 if FAST else 4  # random directions
 
 # %%
-import matplotlib.pyplot as plt
 import torch
 
 import captum_fv as fv
@@ -43,6 +42,8 @@ LAYER = "_blocks.8"
 
 
 show = fv.show_images  # a grid of images with titles
+
+
 def channel_values(images, *channels):
     """Each channel's mean activation on each image, as a (len(channels), N) tensor."""
     acts = fv.activations(model, LAYER, images)
@@ -90,13 +91,19 @@ def mean_similarity(images):
     return ((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))).item()
 
 
-print(f"random restarts: Gram similarity {mean_similarity(restarts.images):.3f}, "
-      f"activation {channel_values(restarts.images, UNIT).mean():.1f}")
-print(f"diverse facets:  Gram similarity {mean_similarity(v.facets):.3f}, "
-      f"activation {channel_values(v.facets, UNIT).mean():.1f}")
-show(torch.cat([restarts.images, v.facets]),
-     [f"restart {i + 1}" for i in range(FACETS)] + [f"facet {i + 1}" for i in range(FACETS)],
-     ncols=FACETS)
+print(
+    f"random restarts: Gram similarity {mean_similarity(restarts.images):.3f}, "
+    f"activation {channel_values(restarts.images, UNIT).mean():.1f}"
+)
+print(
+    f"diverse facets:  Gram similarity {mean_similarity(v.facets):.3f}, "
+    f"activation {channel_values(v.facets, UNIT).mean():.1f}"
+)
+show(
+    torch.cat([restarts.images, v.facets]),
+    [f"restart {i + 1}" for i in range(FACETS)] + [f"facet {i + 1}" for i in range(FACETS)],
+    ncols=FACETS,
+)
 
 # %% [markdown]
 # With the full settings, channel 15 responds to eye-like spots set in feather- or fur-like
@@ -118,8 +125,11 @@ PAIR_UNITS = [3, 4]
 pairs = viz.visualize(PAIR_UNITS, negative=True, size=SIZE, steps=STEPS)
 show(
     torch.cat([torch.cat([r.positive, r.negative]) for r in pairs]),
-    [t for r in pairs for t in (f"{r.name} +\n{r.activation['positive'][0]:.1f}",
-                                f"{r.name} -\n{r.activation['negative'][0]:.1f}")],
+    [
+        t
+        for r in pairs
+        for t in (f"{r.name} +\n{r.activation['positive'][0]:.1f}", f"{r.name} -\n{r.activation['negative'][0]:.1f}")
+    ],
     ncols=4,
 )
 
@@ -168,7 +178,7 @@ show(joint, [f"{name}\n{A}: {a:.1f}  {B}: {b:.1f}" for name, a, b in zip(combina
 #   neighbours'; we subtract it.
 
 # %%
-W_ALIGN = 0.1   # much larger (try 1.0) and every frame freezes into the same compromise
+W_ALIGN = 0.1  # much larger (try 1.0) and every frame freezes into the same compromise
 frames = fv.render(
     model,
     obj.channel_interpolate(LAYER, A, B) - W_ALIGN * obj.alignment(LAYER),

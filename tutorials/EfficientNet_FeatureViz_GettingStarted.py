@@ -25,8 +25,8 @@ import os
 # CAPTUM_FV_FAST=1 runs everything with tiny settings (a smoke test: the pictures are meaningless).
 # Leave it unset for the settings that give the pictures described in the text.
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
-SIZE = 64 if FAST else 128     # image side in pixels
-STEPS = 16 if FAST else 256    # optimization steps per picture
+SIZE = 64 if FAST else 128  # image side in pixels
+STEPS = 16 if FAST else 256  # optimization steps per picture
 
 # %%
 import matplotlib.pyplot as plt
@@ -37,7 +37,7 @@ from captum_fv import objectives as obj
 
 fv.tune_cpu_allocator()  # big batches on a Linux CPU without page-fault storms (README)
 
-model = fv.models.efficientnet_lite0()   # eval mode, ImageNet weights, takes RGB in [0, 1]
+model = fv.models.efficientnet_lite0()  # eval mode, ImageNet weights, takes RGB in [0, 1]
 labels = fv.models.imagenet_labels()
 
 
@@ -182,9 +182,11 @@ probs = logits.softmax(1)
 titles = []
 for name, lg, p in zip(["maximize logit", "maximize probability"], logits, probs):
     top = p.topk(3)
-    runner_up = torch.cat([lg[:CLASS], lg[CLASS + 1:]]).max()
-    print(f"{name:21s} logit {lg[CLASS]:6.1f}  probability {p[CLASS]:.3f}  "
-          f"margin over the runner-up {lg[CLASS] - runner_up:6.1f}")
+    runner_up = torch.cat([lg[:CLASS], lg[CLASS + 1 :]]).max()
+    print(
+        f"{name:21s} logit {lg[CLASS]:6.1f}  probability {p[CLASS]:.3f}  "
+        f"margin over the runner-up {lg[CLASS] - runner_up:6.1f}"
+    )
     print("    top-3: " + ", ".join(f"{labels[i]} {v:.2f}" for v, i in zip(top.values, top.indices)))
     titles.append(f"{name}\nlogit {lg[CLASS]:.1f}, p {p[CLASS]:.2f}")
 show(pictures, titles, suptitle=f"class {CLASS}: {labels[CLASS]}")

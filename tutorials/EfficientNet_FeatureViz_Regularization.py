@@ -57,8 +57,10 @@ unit = obj.channel(LAYER, CHANNEL)
 photos = torch.stack([image for image, _ in fv.data.sample_images(size=SIZE)])
 photo_hf = fv.metrics.high_frequency_energy(photos)
 photo_act = fv.channel(CHANNEL)(fv.activations(model, LAYER, photos))
-print(f"photos:      HF energy {photo_hf.mean():.3f} (max {photo_hf.max():.3f}), "
-      f"channel {CHANNEL} activation up to {photo_act.max():.1f}")
+print(
+    f"photos:      HF energy {photo_hf.mean():.3f} (max {photo_hf.max():.3f}), "
+    f"channel {CHANNEL} activation up to {photo_act.max():.1f}"
+)
 noise = torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
 print(f"white noise: HF energy {fv.metrics.high_frequency_energy(noise).mean():.3f}")
 
@@ -89,8 +91,7 @@ def pixels():
 settings = {
     "pixels": dict(objective=unit, param=pixels(), transforms=[]),
     "pixels + L1": dict(objective=unit - W_L1 * obj.l1(), param=pixels(), transforms=[]),
-    "pixels + total variation": dict(
-        objective=unit - W_TV * obj.total_variation(), param=pixels(), transforms=[]),
+    "pixels + total variation": dict(objective=unit - W_TV * obj.total_variation(), param=pixels(), transforms=[]),
     "pixels + blur": dict(objective=unit - W_BLUR * obj.blur(), param=pixels(), transforms=[]),
     "pixels + transforms": dict(objective=unit, param=pixels(), transforms=robust),
     "decorrelated": dict(objective=unit, param=fv.param.image(SIZE), transforms=[]),
@@ -98,8 +99,9 @@ settings = {
 }
 
 results = {
-    name: fv.render(model, s["objective"], param=s["param"], transforms=s["transforms"],
-                    steps=STEPS, thresholds=THRESHOLDS, seed=0)
+    name: fv.render(
+        model, s["objective"], param=s["param"], transforms=s["transforms"], steps=STEPS, thresholds=THRESHOLDS, seed=0
+    )
     for name, s in settings.items()
 }
 
@@ -120,10 +122,9 @@ for name, result in results.items():
     hf = fv.metrics.high_frequency_energy(images)
     measured[name] = (images, activation, hf)
 
-fig, axes = plt.subplots(len(results), len(steps), figsize=(2.1 * len(steps) + 1.6, 2.45 * len(results)),
-                         squeeze=False)
+fig, axes = plt.subplots(len(results), len(steps), figsize=(2.1 * len(steps) + 1.6, 2.45 * len(results)), squeeze=False)
 for row, (name, (images, activation, hf)) in zip(axes, measured.items()):
-    for ax, step, image, a, h in zip(row, steps, images, activation, hf):
+    for ax, image, a, h in zip(row, images, activation, hf):
         ax.imshow(image.permute(1, 2, 0).numpy())
         ax.set_xticks([])
         ax.set_yticks([])
@@ -136,7 +137,7 @@ plt.show()
 
 # %%
 print(f"{'setting':28s} {'activation':>10s} {'HF energy':>10s}")
-for name, (images, activation, hf) in measured.items():
+for name, (_images, activation, hf) in measured.items():
     print(f"{name:28s} {activation[-1]:10.1f} {hf[-1]:10.3f}")
 print(f"{'(natural photos)':28s} {photo_act.max():10.1f} {photo_hf.mean():10.3f}")
 
@@ -176,8 +177,8 @@ print(f"{'(natural photos)':28s} {photo_act.max():10.1f} {photo_hf.mean():10.3f}
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
-for name, (images, activation, hf) in measured.items():
-    line, = ax.plot(hf.numpy(), activation.numpy(), marker="o", markersize=3, label=name)
+for name, (_images, activation, hf) in measured.items():
+    (line,) = ax.plot(hf.numpy(), activation.numpy(), marker="o", markersize=3, label=name)
     ax.plot(hf[-1:].numpy(), activation[-1:].numpy(), marker="o", markersize=8, color=line.get_color())
 ax.axvline(photo_hf.mean(), color="grey", linestyle="--", label="natural photos")
 ax.set_xlabel("high-frequency energy")

@@ -20,10 +20,10 @@ import os
 # CAPTUM_FV_FAST=1 runs everything with tiny settings (a smoke test: the pictures are meaningless).
 # Leave it unset for the settings that give the pictures described in the text.
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
-PIXELS = 16 if FAST else 32                       # digits upscaled to this size
+PIXELS = 16 if FAST else 32  # digits upscaled to this size
 TRAIN_STEPS = 30 if FAST else 600
 SAVE_AT = [0, 5, 15, 30] if FAST else [0, 25, 100, 600]
-STEPS = 8 if FAST else 128                        # optimization steps per unit and checkpoint
+STEPS = 8 if FAST else 128  # optimization steps per unit and checkpoint
 UNITS = range(2) if FAST else range(8)
 K = 3 if FAST else 6
 
@@ -51,10 +51,17 @@ y = torch.tensor(d.target)
 
 def small_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
     )
 
 
@@ -93,15 +100,16 @@ for step in range(TRAIN_STEPS + 1):
 # much units changed); `build` alone keeps everything in memory.
 
 # %%
-evolution = fv.FeatureEvolution(model, "6", checkpoints, x, size=PIXELS * 2, steps=STEPS, k=K,
-                                progress=False)
+evolution = fv.FeatureEvolution(model, "6", checkpoints, x, size=PIXELS * 2, steps=STEPS, k=K, progress=False)
 index = evolution.run(UNITS, WORK / "evolution")
 print(index)
 for u in sorted(evolution.units.values(), key=lambda u: -u.record["change"]):
     r = u.record
     sims = ", ".join(f"{s:.2f}" for s in r["similarity"])
     laps = ", ".join("–" if o is None else f"{o:.2f}" for o in r["overlap"])
-    print(f"{r['title']:11s} change {r['change']:.2f}  settled from {r['settled']:9s} similarity [{sims}]  overlap [{laps}]")
+    print(
+        f"{r['title']:11s} change {r['change']:.2f}  settled from {r['settled']:9s} similarity [{sims}]  overlap [{laps}]"
+    )
 
 # %% [markdown]
 # Each row: one of the four most changed channels, its optimum at each checkpoint with its
@@ -125,8 +133,11 @@ for u in sorted(evolution.units.values(), key=lambda u: -u.record["change"])[:4]
 
 # %%
 u = list(evolution.units.values())[0]
-show(u.tops(), [f"{lab}\noverlap {'–' if o is None else f'{o:.2f}'}" for lab, o in zip(labels, u.record["overlap"])],
-     suptitle=u.record["title"] + ": top example")
+show(
+    u.tops(),
+    [f"{lab}\noverlap {'–' if o is None else f'{o:.2f}'}" for lab, o in zip(labels, u.record["overlap"])],
+    suptitle=u.record["title"] + ": top example",
+)
 
 # %% [markdown]
 # The same from the command line, for any model the CLI knows:

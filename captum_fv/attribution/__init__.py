@@ -12,11 +12,18 @@ selector; every keyword but ``attribution``, ``tolerance`` and ``max_steps`` is 
 tensor([...])
 >>> heat = fv.overlay(ex.images(12)[0], a.attributions[0])  # (3, H, W) RGB
 """
+
 from ._attribute import Attribution, attribute
 from ._baselines import grey_baselines, patch_mask, path_batch
 from ._methods import Adapter, NeuronMethod, builtin_methods
 
 __all__ = [
-    "attribute", "Attribution", "NeuronMethod", "Adapter", "builtin_methods",
-    "grey_baselines", "patch_mask", "path_batch",
+    "attribute",
+    "Attribution",
+    "NeuronMethod",
+    "Adapter",
+    "builtin_methods",
+    "grey_baselines",
+    "patch_mask",
+    "path_batch",
 ]

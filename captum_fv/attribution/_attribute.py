@@ -1,5 +1,6 @@
 """The entry point: attribute a unit's value on some inputs to their pixels, with its
 completeness check, in Captum's vocabulary."""
+
 from __future__ import annotations
 
 import inspect
@@ -97,7 +98,8 @@ def attribute(
         x = x.to(model_device(module), model_dtype(module))
     if captum_kwargs.get("additional_forward_args") is not None:
         captum_kwargs["additional_forward_args"] = batch_args(
-            forward_args(captum_kwargs["additional_forward_args"]), len(x))
+            forward_args(captum_kwargs["additional_forward_args"]), len(x)
+        )
     args = forward_args(captum_kwargs.get("additional_forward_args"))
     if ref.name == OUTPUT:
         forward_func = output_model(forward_func, output)  # Captum sees the chosen tensor
@@ -159,9 +161,11 @@ def attribute(
 def _check_not_old_method(method: Any) -> None:
     """``method=`` is Captum's (an integration rule); a method *name* there is a mix-up."""
     if isinstance(method, str) and method in list_attributions():
-        raise TypeError(f"method={method!r} is passed to Captum (integrated gradients' integration "
-                        f"rule, e.g. 'gausslegendre'); choose the attribution method with "
-                        f"attribution={method!r}")
+        raise TypeError(
+            f"method={method!r} is passed to Captum (integrated gradients' integration "
+            f"rule, e.g. 'gausslegendre'); choose the attribution method with "
+            f"attribution={method!r}"
+        )
 
 
 EXPECTED_WARNINGS = (
@@ -178,8 +182,12 @@ def _has_completeness(adapter: Any, kwargs: Dict[str, Any]) -> bool:
 
 
 def _unit_values(
-    forward_func: Any, module: Optional[nn.Module], ref: LayerRef,
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, args: Tuple[Any, ...] = (),
+    forward_func: Any,
+    module: Optional[nn.Module],
+    ref: LayerRef,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    args: Tuple[Any, ...] = (),
 ) -> Tuple[torch.Tensor, Tuple[int, ...]]:
     """The selector's value per example (no grad) and the layer's output shape without the batch
     dim. One forward of these inputs (and extra arguments); hooks gone on return."""

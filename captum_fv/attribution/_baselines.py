@@ -1,5 +1,6 @@
 """Default baselines, masks and batch sizes for Captum's methods, and the baselines as a batch
 whose unit value completeness is measured against."""
+
 from __future__ import annotations
 
 import numbers
@@ -31,7 +32,6 @@ def patch_mask(inputs: torch.Tensor, grid: int = 12) -> torch.Tensor:
     ys = torch.arange(h, device=inputs.device) * min(grid, h) // h
     xs = torch.arange(w, device=inputs.device) * min(grid, w) // w
     return (ys[:, None] * min(grid, w) + xs[None, :]).expand(1, 1, h, w)
-
 
 
 def baseline_batch(baselines: Any, x: torch.Tensor, distribution: bool) -> Optional[torch.Tensor]:

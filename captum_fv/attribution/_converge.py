@@ -1,5 +1,6 @@
 """Integrated-gradients refinement: examples whose completeness delta is above tolerance are
 attributed again with more path steps until it is within."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Tuple
@@ -12,8 +13,12 @@ Runner = Callable[[torch.Tensor, Dict[str, Any]], Tuple[torch.Tensor, torch.Tens
 
 def converge(
     run: Runner,
-    kwargs: Dict[str, Any], attributions: torch.Tensor, delta: torch.Tensor,
-    allowed: torch.Tensor, steps: torch.Tensor, max_steps: int,
+    kwargs: Dict[str, Any],
+    attributions: torch.Tensor,
+    delta: torch.Tensor,
+    allowed: torch.Tensor,
+    steps: torch.Tensor,
+    max_steps: int,
 ) -> torch.Tensor:
     """Redo the examples whose delta exceeds ``allowed`` with more path steps until it does not
     or they reach ``max_steps``; each keeps its best result (``attributions`` and ``delta`` are
@@ -41,6 +46,7 @@ def converge(
 def rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any]:
     """kwargs for a subset of the examples: per-example tensors and lists (baselines, target,
     additional_forward_args) cut to those rows; shared values as they are."""
+
     def cut(v: Any) -> Any:
         if torch.is_tensor(v) and v.dim() > 0 and len(v) == n and n > 1:
             return v[rows.to(v.device)]
@@ -49,4 +55,5 @@ def rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any
         if isinstance(v, tuple):
             return tuple(cut(item) for item in v)
         return v
+
     return {k: cut(v) for k, v in kwargs.items()}

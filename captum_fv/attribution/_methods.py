@@ -3,6 +3,7 @@
 An adapter is called as ``adapter(forward_func, layer, selector, inputs, **kwargs)`` (``layer``: a
 module, or None for the model output) and returns attributions, or ``(attributions, delta)``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -12,9 +13,16 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 from captum.attr import (
-    IntegratedGradients, NeuronConductance, NeuronDeconvolution, NeuronDeepLift,
-    NeuronDeepLiftShap, NeuronFeatureAblation, NeuronGradient, NeuronGradientShap,
-    NeuronGuidedBackprop, NeuronIntegratedGradients,
+    IntegratedGradients,
+    NeuronConductance,
+    NeuronDeconvolution,
+    NeuronDeepLift,
+    NeuronDeepLiftShap,
+    NeuronFeatureAblation,
+    NeuronGradient,
+    NeuronGradientShap,
+    NeuronGuidedBackprop,
+    NeuronIntegratedGradients,
 )
 from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
 from torch import nn
@@ -106,8 +114,9 @@ class NeuronMethod:
                 "(c, y, x), or use attribution='integrated_gradients'"
             )
 
-    def __call__(self, forward_func: Any, layer: Optional[nn.Module], selector: Selector,
-                 inputs: torch.Tensor, **kwargs: Any) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    def __call__(
+        self, forward_func: Any, layer: Optional[nn.Module], selector: Selector, inputs: torch.Tensor, **kwargs: Any
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
         for key, make in self.defaults.items():
             kwargs.setdefault(key, make(inputs))
         if kwargs.get("baselines") is None and self.default_baselines is not None:
@@ -125,16 +134,22 @@ class NeuronMethod:
         if layer is None:
             layer = module_of(forward_func)  # hooking the model itself exposes its output
             if layer is None:
-                raise TypeError("attributing a unit of the model output through a Neuron method "
-                                "needs forward_func to be an nn.Module")
+                raise TypeError(
+                    "attributing a unit of the model output through a Neuron method "
+                    "needs forward_func to be an nn.Module"
+                )
         if self.needs_module and not isinstance(forward_func, nn.Module):
-            raise TypeError(f"{self.neuron_cls.__name__} hooks the model's non-linearities, so "
-                            "forward_func must be the nn.Module itself, not "
-                            f"{type(forward_func).__name__}")
+            raise TypeError(
+                f"{self.neuron_cls.__name__} hooks the model's non-linearities, so "
+                "forward_func must be the nn.Module itself, not "
+                f"{type(forward_func).__name__}"
+            )
         if self.needs_target and kwargs.get("target") is None:
-            raise ValueError(f"{self.neuron_cls.__name__} measures how much of the model output "
-                             "'target' flows through the neuron; pass target=<output index>, "
-                             "e.g. the predicted class")
+            raise ValueError(
+                f"{self.neuron_cls.__name__} measures how much of the model output "
+                "'target' flows through the neuron; pass target=<output index>, "
+                "e.g. the predicted class"
+            )
         if self.handles is not None:
             _warn_unhandled(forward_func, self.handles, self.neuron_cls.__name__)
         init, call = _split_kwargs(self.neuron_cls, kwargs, self.neuron_cls.__name__)
@@ -144,18 +159,35 @@ class NeuronMethod:
 
 
 #: Activation modules a model may use; methods with per-module rules are checked against these.
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-                nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardtanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
 
 
 def _warn_unhandled(model: nn.Module, handles: Callable[[nn.Module], bool], name: str) -> None:
     """Warn once per call when Captum has no rule for some of the model's activations."""
-    missing = sorted({type(m).__name__ for m in model.modules()
-                      if isinstance(m, _ACTIVATIONS) and not handles(m)})
+    missing = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _ACTIVATIONS) and not handles(m)})
     if missing:
-        warnings.warn(f"{name} has no rule for {', '.join(missing)} in this model; gradients pass "
-                      "through them unchanged, so the result is closer to a plain gradient "
-                      "(check .delta where the method has one)", stacklevel=4)
+        warnings.warn(
+            f"{name} has no rule for {', '.join(missing)} in this model; gradients pass "
+            "through them unchanged, so the result is closer to a plain gradient "
+            "(check .delta where the method has one)",
+            stacklevel=4,
+        )
 
 
 def _relu_only(module: nn.Module) -> bool:
@@ -183,8 +215,10 @@ def _split_kwargs(cls: Type[Any], kwargs: Dict[str, Any], name: str) -> Tuple[Di
     call_params -= {"self", "inputs", "neuron_selector"}
     unknown = set(kwargs) - init_params - call_params
     if unknown:
-        raise TypeError(f"{name} does not take {sorted(unknown)}; it takes "
-                        f"{sorted((init_params | call_params) - {'return_convergence_delta'})}")
+        raise TypeError(
+            f"{name} does not take {sorted(unknown)}; it takes "
+            f"{sorted((init_params | call_params) - {'return_convergence_delta'})}"
+        )
     init = {k: v for k, v in kwargs.items() if k in init_params}
     call = {k: v for k, v in kwargs.items() if k not in init_params}
     return init, call
@@ -194,35 +228,60 @@ def builtin_methods() -> Dict[str, NeuronMethod]:
     """Captum's neuron attribution methods under snake_case names, in registry order."""
     return {
         "integrated_gradients": NeuronMethod(
-            NeuronIntegratedGradients, "Integrated Gradients: path integral of the unit's gradient "
-            "from a baseline (default black) to the input.", output_cls=IntegratedGradients,
-            completeness=True, defaults={"internal_batch_size": path_batch}),
-        "gradient": NeuronMethod(
-            NeuronGradient, "Gradient of the unit with respect to each input pixel."),
+            NeuronIntegratedGradients,
+            "Integrated Gradients: path integral of the unit's gradient from a baseline (default black) to the input.",
+            output_cls=IntegratedGradients,
+            completeness=True,
+            defaults={"internal_batch_size": path_batch},
+        ),
+        "gradient": NeuronMethod(NeuronGradient, "Gradient of the unit with respect to each input pixel."),
         "gradient_shap": NeuronMethod(
-            NeuronGradientShap, "GradientSHAP: expected gradients over random points between the "
-            "input and a baseline distribution (default: grey levels).", completeness=True,
-            default_baselines=grey_baselines, baseline_distribution=True),
+            NeuronGradientShap,
+            "GradientSHAP: expected gradients over random points between the "
+            "input and a baseline distribution (default: grey levels).",
+            completeness=True,
+            default_baselines=grey_baselines,
+            baseline_distribution=True,
+        ),
         "deeplift": NeuronMethod(
-            NeuronDeepLift, "DeepLIFT: activation differences from a baseline, propagated with "
-            "rescale rules.", completeness=True, needs_module=True, handles=_deeplift_rule),
+            NeuronDeepLift,
+            "DeepLIFT: activation differences from a baseline, propagated with rescale rules.",
+            completeness=True,
+            needs_module=True,
+            handles=_deeplift_rule,
+        ),
         "deeplift_shap": NeuronMethod(
-            NeuronDeepLiftShap, "DeepLIFT SHAP: DeepLIFT averaged over a baseline distribution "
-            "(default: grey levels).", completeness=True, needs_module=True, handles=_deeplift_rule,
-            default_baselines=grey_baselines, baseline_distribution=True),
+            NeuronDeepLiftShap,
+            "DeepLIFT SHAP: DeepLIFT averaged over a baseline distribution (default: grey levels).",
+            completeness=True,
+            needs_module=True,
+            handles=_deeplift_rule,
+            default_baselines=grey_baselines,
+            baseline_distribution=True,
+        ),
         "guided_backprop": NeuronMethod(
-            NeuronGuidedBackprop, "Guided backpropagation: gradient with negative signals zeroed "
-            "at every ReLU.", needs_module=True, handles=_relu_only),
+            NeuronGuidedBackprop,
+            "Guided backpropagation: gradient with negative signals zeroed at every ReLU.",
+            needs_module=True,
+            handles=_relu_only,
+        ),
         "deconvolution": NeuronMethod(
-            NeuronDeconvolution, "Deconvolution: gradient passed through ReLUs by the sign of the "
-            "signal coming back.", needs_module=True, handles=_relu_only),
+            NeuronDeconvolution,
+            "Deconvolution: gradient passed through ReLUs by the sign of the signal coming back.",
+            needs_module=True,
+            handles=_relu_only,
+        ),
         "conductance": NeuronMethod(
-            NeuronConductance, "Conductance: how much of the output 'target' flows through one "
-            "neuron (needs a tuple unit and target=).", aggregates=False, needs_target=True),
+            NeuronConductance,
+            "Conductance: how much of the output 'target' flows through one neuron (needs a tuple unit and target=).",
+            aggregates=False,
+            needs_target=True,
+        ),
         "feature_ablation": NeuronMethod(
-            NeuronFeatureAblation, "Feature ablation: change of the unit when each patch is set to "
-            "the baseline (default 12x12 patches).",
-            defaults={"feature_mask": patch_mask, "perturbations_per_eval": lambda x: 16}),
+            NeuronFeatureAblation,
+            "Feature ablation: change of the unit when each patch is set to the baseline (default 12x12 patches).",
+            defaults={"feature_mask": patch_mask, "perturbations_per_eval": lambda x: 16},
+        ),
     }
 
 

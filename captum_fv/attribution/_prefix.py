@@ -1,5 +1,6 @@
 """The network up to a layer as a model of its own, so attribution skips the rest; and the
 model with one chosen output tensor, for units of a structured model output."""
+
 from __future__ import annotations
 
 from typing import Any, Callable

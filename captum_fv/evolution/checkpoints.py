@@ -1,5 +1,6 @@
 """Checkpoints: where each set of weights comes from, loading them one at a time, and putting the
 model's own weights back afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -49,13 +50,21 @@ def as_checkpoints(checkpoints: Sequence[CheckpointLike], labels: Optional[Seque
         raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
     out = []
     for i, c in enumerate(checkpoints):
-        label = labels[i] if labels is not None else (
-            f"checkpoint {i}" if isinstance(c, Mapping) else Path(os.fspath(c)).stem)
-        out.append(Checkpoint(str(label), c if isinstance(c, Mapping) else os.fspath(c)))
+        label = (
+            labels[i]
+            if labels is not None
+            else (f"checkpoint {i}" if isinstance(c, Mapping) else Path(os.fspath(c)).stem)
+        )
+        out.append(Checkpoint(str(label), _snapshot(c) if isinstance(c, Mapping) else os.fspath(c)))
     slugs = [c.slug for c in out]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"checkpoint labels must differ (as folder names): {slugs}; pass labels=")
     return out
+
+
+def _snapshot(state: Mapping) -> Dict[str, Any]:
+    # model.state_dict() aliases the live parameters: loading an earlier checkpoint would rewrite it.
+    return {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in state.items()}
 
 
 def load_into(module: nn.Module, checkpoint: Checkpoint) -> None:

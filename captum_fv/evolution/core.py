@@ -6,6 +6,7 @@ starting image (fixed chunks of the unit list, as in a report) and its top datas
 mined; then, in the final checkpoint, every optimum is read as a channel-mean activation vector
 at the layer, which gives the change numbers of :mod:`captum_fv.evolution.measures`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,15 @@ class FeatureEvolution:
     Inside a ``torch.distributed`` process group every rank calls ``run`` alike: the fixed chunks
     of units are dealt round-robin, each rank writes its units, rank 0 the index.
 
-    >>> ev = FeatureEvolution(model, "conv2", ["step0.pt", "step100.pt", "final.pt"], digits)
-    >>> ev.run(range(8), "evolution")       # pages; or ev.build(range(8)).units
+    Checkpoints are files (``["step0.pt", "step100.pt", "final.pt"]``) or state_dicts:
+
+    >>> final = model.state_dict()
+    >>> early = {k: t + 0.1 * torch.randn_like(t) if t.is_floating_point() else t for k, t in final.items()}
+    >>> ev = FeatureEvolution(model, "_blocks.8", [early, final], dataset, size=32, steps=4, progress=False)
+    >>> ev.build(range(2)).units["channel_0001"].record["similarity"][-1]  # the final one against itself
+    1.0
+    >>> ev.run(range(2), "evolution").name  # the same units as pages
+    'index.html'
     """
 
     def __init__(
@@ -91,8 +99,9 @@ class FeatureEvolution:
             raise ValueError("facets must be >= 0 and k, steps, size >= 1")
         self.module = module_of(forward_func)
         if self.module is None:
-            raise TypeError("FeatureEvolution loads checkpoints into a model: forward_func must be an "
-                            "nn.Module (or wrap one)")
+            raise TypeError(
+                "FeatureEvolution loads checkpoints into a model: forward_func must be an nn.Module (or wrap one)"
+            )
         self.forward_func = forward_func
         self.viz = NeuronVisualization(forward_func, layer)
         self.layer = self.viz.layer.key
@@ -115,17 +124,33 @@ class FeatureEvolution:
     @property
     def settings(self) -> Dict[str, Any]:
         """What makes two runs' units interchangeable (checked by ``resume``)."""
-        return {"model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
-                "facets": self.facets, "k": self.k, "seed": self.seed, "max_batch": self.max_batch,
-                "threshold": self.threshold, "dataset_size": len(self.dataset), "evolution": True}
+        return {
+            "model": self.model_name,
+            "layer": self.layer,
+            "size": self.size,
+            "steps": self.steps,
+            "facets": self.facets,
+            "k": self.k,
+            "seed": self.seed,
+            "max_batch": self.max_batch,
+            "threshold": self.threshold,
+            "dataset_size": len(self.dataset),
+            "evolution": True,
+        }
 
     @property
     def _shared(self) -> bool:
         return self.distributed is not False and dist_lib.is_distributed()
 
     def _meta(self) -> Dict[str, Any]:
-        return {"layer": self.layer, "model": self.model_name, "settings": self.settings,
-                "labels": self.labels, "threshold": self.threshold, "version": __version__}
+        return {
+            "layer": self.layer,
+            "model": self.model_name,
+            "settings": self.settings,
+            "labels": self.labels,
+            "threshold": self.threshold,
+            "version": __version__,
+        }
 
     # -- building -------------------------------------------------------------------------------
     def build(self, units: Sequence[Selector]) -> "FeatureEvolution":
@@ -133,8 +158,9 @@ class FeatureEvolution:
         self._evolve(as_units(units), None, None)
         return self
 
-    def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False,
-            force: bool = False) -> Path:
+    def run(
+        self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False, force: bool = False
+    ) -> Path:
         """Build and write ``units`` (each unit folder atomically) and the index; with ``resume``,
         units and per-checkpoint stages already on disk under the same fingerprint are kept
         (``.resumed`` says which units were redone and why). Returns the path of ``index.html``."""
@@ -175,8 +201,9 @@ class FeatureEvolution:
             stages: Dict[str, List[StageUnit]] = {n: [] for n in wanted}
             for ckpt, weights in zip(self.checkpoints, digests):
                 load_into(self.module, ckpt)
-                for name, stage in self._stages(units, mine, wanted, out_dir, dict(base, weights=weights),
-                                                ckpt.slug).items():
+                for name, stage in self._stages(
+                    units, mine, wanted, out_dir, dict(base, weights=weights), ckpt.slug
+                ).items():
                     stages[name].append(stage)
             # the final checkpoint is loaded now: every optimum is read in its feature space
             for unit in units:
@@ -186,8 +213,15 @@ class FeatureEvolution:
     def _base_fingerprint(self) -> Dict[str, str]:
         return fp_lib.fingerprint(self.module, self.forward_func, self.dataset, self.settings)
 
-    def _stages(self, units: List[Unit], mine: Sequence[range], wanted: set, out_dir: Optional[Path],
-                fingerprint: Dict[str, str], slug: str) -> Dict[str, StageUnit]:
+    def _stages(
+        self,
+        units: List[Unit],
+        mine: Sequence[range],
+        wanted: set,
+        out_dir: Optional[Path],
+        fingerprint: Dict[str, str],
+        slug: str,
+    ) -> Dict[str, StageUnit]:
         """The stages of the ``wanted`` units under the weights now loaded: kept from disk where
         intact, else optimized (whole chunks, each from its own seed) and mined."""
         found: Dict[str, StageUnit] = {}
@@ -202,15 +236,26 @@ class FeatureEvolution:
             return found
         need = [units[i] for c in todo for i in c if units[i].file_name in wanted and units[i].file_name not in found]
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset, k=self.k, batch_size=self.batch_size, units=[u.selector for u in need],
-            progress=self.progress, distributed=False)
+            self.dataset,
+            k=self.k,
+            batch_size=self.batch_size,
+            units=[u.selector for u in need],
+            progress=self.progress,
+            distributed=False,
+        )
         row = {u.file_name: i for i, u in enumerate(need)}
         per_unit = SlotLayout.per_unit(self.facets, False)
         for chunk in todo:
             part = units[chunk.start : chunk.stop]
-            vis = self.viz.visualize([u.selector for u in part], size=self.size, steps=self.steps,
-                                     facets=self.facets, seed=self.seed + chunk.start,
-                                     max_batch=len(part) * per_unit, progress=self.progress)
+            vis = self.viz.visualize(
+                [u.selector for u in part],
+                size=self.size,
+                steps=self.steps,
+                facets=self.facets,
+                seed=self.seed + chunk.start,
+                max_batch=len(part) * per_unit,
+                progress=self.progress,
+            )
             for unit, v in zip(part, vis):
                 name = unit.file_name
                 if name not in row:
@@ -221,8 +266,9 @@ class FeatureEvolution:
                 found[name] = stage
         return found
 
-    def _finish_unit(self, unit: Unit, stages: List[StageUnit], fingerprint: Dict[str, str],
-                     out_dir: Optional[Path]) -> None:
+    def _finish_unit(
+        self, unit: Unit, stages: List[StageUnit], fingerprint: Dict[str, str], out_dir: Optional[Path]
+    ) -> None:
         optima = torch.stack([s.image("positive.png") for s in stages])
         vectors = channel_means(activations(self.forward_func, self.layer_spec, optima)) - self._baseline()
         m = measure(vectors, [s.top_indices for s in stages], self.threshold)
@@ -239,9 +285,16 @@ class FeatureEvolution:
                     files["facets" if key.startswith("facet_") else "top"].append(fname)
             columns.append(dict(s.stats, label=label, similarity=m.similarity[i], overlap=m.overlap[i], files=files))
         record = {
-            "name": unit.file_name, "title": unit.title, "layer": self.layer, "fingerprint": fingerprint,
-            "checkpoints": columns, "change": m.change, "settled": self.labels[m.settled],
-            "settled_index": m.settled, "similarity": m.similarity, "overlap": m.overlap,
+            "name": unit.file_name,
+            "title": unit.title,
+            "layer": self.layer,
+            "fingerprint": fingerprint,
+            "checkpoints": columns,
+            "change": m.change,
+            "settled": self.labels[m.settled],
+            "settled_index": m.settled,
+            "similarity": m.similarity,
+            "overlap": m.overlap,
         }
         self.units[unit.file_name] = EvolvedUnit(record, arrays, stages)
         if out_dir is not None:

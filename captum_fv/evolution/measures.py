@@ -9,6 +9,7 @@
 * change: the mean of ``1 - similarity`` over the checkpoints before the final one (two
   checkpoints: ``1 - similarity`` of the first), what the index is sorted by.
 """
+
 from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence

@@ -1,5 +1,6 @@
 """The pages of an evolution: one per unit (its strip across checkpoints) and an index sorted by
 how much each unit changed, rendered with Jinja2 in the report's style."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,16 @@ from typing import Any, Dict, List, Sequence
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
-from ..report.writer import format_number
 from ..report.folder import INDEX, REPORT_JSON, atomic_write_text, check_replaceable, record_written
+from ..report.writer import format_number
 
 
 def environment() -> Environment:
     # Our templates first; the report's after them, for its shared "_style.html".
     env = Environment(
-        loader=ChoiceLoader([PackageLoader("captum_fv.evolution", "templates"),
-                             PackageLoader("captum_fv.report", "templates")]),
+        loader=ChoiceLoader(
+            [PackageLoader("captum_fv.evolution", "templates"), PackageLoader("captum_fv.report", "templates")]
+        ),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     env.filters["num"] = format_number
@@ -33,8 +35,7 @@ def by_change(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return sorted(records, key=lambda r: -r["change"])
 
 
-def write_index(out_dir: Path, records: Sequence[Dict[str, Any]], meta: Dict[str, Any],
-                missing: Sequence[str]) -> Path:
+def write_index(out_dir: Path, records: Sequence[Dict[str, Any]], meta: Dict[str, Any], missing: Sequence[str]) -> Path:
     """Write ``report.json`` and ``index.html`` (each atomically, each replaced only while it
     holds what captum-fv wrote) and return the index path."""
     out_dir = Path(out_dir)

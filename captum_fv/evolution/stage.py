@@ -1,6 +1,7 @@
 """One checkpoint's share of an evolution: each unit optimized and mined under the weights now in
 the model, kept as PNG arrays and statistics (a *stage*), and on disk in
 ``checkpoints/<label>/units/<unit>/`` so ``resume`` redoes only the stages that are missing."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ def stage_unit(unit: Unit, vis: Visualization, mined: ExampleSet, row: int, imag
     best = float(top.activations[0]) if len(top) else None
     optimum = float(vis.activation["positive"][0])
     stats = {
-        "optimum": optimum, "top": [float(a) for a in top.activations], "top_indices": top.indices.tolist(),
-        "median": median, "ratio": optimum / best if best else None, "dead": bool(vis.dead),
+        "optimum": optimum,
+        "top": [float(a) for a in top.activations],
+        "top_indices": top.indices.tolist(),
+        "median": median,
+        "ratio": optimum / best if best else None,
+        "dead": bool(vis.dead),
     }
     return StageUnit(unit.file_name, arrays, stats)
 
@@ -67,8 +72,14 @@ def stage_root(out_dir: Path, slug: str) -> Path:
 
 def write_stage(out_dir: Path, slug: str, stage: StageUnit, fingerprint: Dict[str, str]) -> None:
     record = {"name": stage.name, "fingerprint": fingerprint, "stats": stage.stats}
-    writer.write_unit(stage_root(out_dir, slug), stage.name, record, stage.arrays, {},
-                      html=f"<!doctype html><title>{stage.name}</title>stage of an evolution")
+    writer.write_unit(
+        stage_root(out_dir, slug),
+        stage.name,
+        record,
+        stage.arrays,
+        {},
+        html=f"<!doctype html><title>{stage.name}</title>stage of an evolution",
+    )
 
 
 def read_stage(out_dir: Path, slug: str, name: str, fingerprint: Dict[str, str]) -> Optional[StageUnit]:
@@ -80,4 +91,3 @@ def read_stage(out_dir: Path, slug: str, name: str, fingerprint: Dict[str, str])
     folder = root / UNITS_DIR / name
     arrays = {f: np.asarray(Image.open(folder / f)) for f in record["files"] if f.endswith(".png")}
     return StageUnit(name, arrays, record["stats"])
-

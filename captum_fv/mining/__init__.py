@@ -24,11 +24,21 @@ Models with extra arguments, in Captum's ``additional_forward_args`` terms:
 Implementation: ``_extremes`` (streaming top/bottom-k, exact merge), ``_sample`` (quantile
 sample), ``_units`` (unit values and positions), ``_collect`` (the pass), ``_examples`` (results).
 """
+
 from __future__ import annotations
 
 from ..items import IMAGE_KEYS
 from ._collect import DatasetExamples, MiningState, Settings
 from ._examples import Examples, ExampleSet, Mined, Ranked, Which
 
-__all__ = ["IMAGE_KEYS", "DatasetExamples", "ExampleSet", "Examples", "Mined", "MiningState", "Ranked",
-           "Settings", "Which"]
+__all__ = [
+    "IMAGE_KEYS",
+    "DatasetExamples",
+    "ExampleSet",
+    "Examples",
+    "Mined",
+    "MiningState",
+    "Ranked",
+    "Settings",
+    "Which",
+]

@@ -1,5 +1,6 @@
 """The pass over the data: run the model to the layer, keep every unit's extremes and a sample,
 merge the ranks' states, and build the :class:`ExampleSet`."""
+
 from __future__ import annotations
 
 import numbers
@@ -34,8 +35,9 @@ class Settings:
     seed: int
 
     @classmethod
-    def checked(cls, units: Optional[Any], k: int, quantiles: Sequence[float], sample_size: int,
-                seed: int) -> "Settings":
+    def checked(
+        cls, units: Optional[Any], k: int, quantiles: Sequence[float], sample_size: int, seed: int
+    ) -> "Settings":
         """Settings from collect's arguments; errors before the pass, not after the first batch."""
         if not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
@@ -77,18 +79,27 @@ class MiningState:
         return sum(t.numel() * t.element_size() for p in parts for t in p.tensors())
 
     def portable(self) -> "GatheredState":
-        return GatheredState(self.layer_shape, self.seen, self.top.tensors(), self.bottom.tensors(),
-                             self.sample.tensors(), self.state_bytes)
+        return GatheredState(
+            self.layer_shape,
+            self.seen,
+            self.top.tensors(),
+            self.bottom.tensors(),
+            self.sample.tensors(),
+            self.state_bytes,
+        )
 
     @classmethod
     def merged(cls, s: Settings, parts: Sequence["GatheredState"]) -> "MiningState":
         """The state one process would have after the whole pass (see :meth:`Extremes.merged`)."""
         shapes = [p.layer_shape for p in parts if p.layer_shape is not None]
-        return cls(Extremes.merged(s.k, True, [p.top for p in parts]),
-                   Extremes.merged(s.k, False, [p.bottom for p in parts]),
-                   Sample.merged(s.sample_size, s.seed, [p.sample for p in parts]),
-                   sum(p.seen for p in parts), shapes[0] if shapes else None,
-                   max(p.state_bytes for p in parts))
+        return cls(
+            Extremes.merged(s.k, True, [p.top for p in parts]),
+            Extremes.merged(s.k, False, [p.bottom for p in parts]),
+            Sample.merged(s.sample_size, s.seed, [p.sample for p in parts]),
+            sum(p.seen for p in parts),
+            shapes[0] if shapes else None,
+            max(p.state_bytes for p in parts),
+        )
 
 
 @dataclass
@@ -108,8 +119,10 @@ def fixed_args(args: Any, n: int, device: torch.device) -> Optional[Tuple[Any, .
     broadcast to the batch (as Captum does), everything else is passed as given."""
     if args is None:
         return None
-    return tuple(a.to(device).expand(n, *a.shape[1:]) if torch.is_tensor(a) and a.dim() > 0
-                 and a.shape[0] == 1 else a for a in as_args(args))
+    return tuple(
+        a.to(device).expand(n, *a.shape[1:]) if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == 1 else a
+        for a in as_args(args)
+    )
 
 
 def item_args(batch: Any, device: torch.device) -> Optional[Tuple[Any, ...]]:
@@ -193,15 +206,13 @@ class DatasetExamples:
         reader = UnitReader(settings.units, state.layer_shape, self.layer.key or "output")
         return ExampleSet(self._mined(reader, settings, state), source.dataset)
 
-    def _run(self, source: Source, settings: Settings, state: MiningState, fixed: Any,
-             progress: bool) -> None:
+    def _run(self, source: Source, settings: Settings, state: MiningState, fixed: Any, progress: bool) -> None:
         """This rank's share of the pass, into ``state``."""
         module, ref = self.module, self.layer
         device, dtype = model_device(module), model_dtype(module)
         channels = infer_in_channels(module, default=None)
         reader: Optional[UnitReader] = None
-        bar = progress_bar(total=source.total, desc=f"mining {ref.key or 'output'}", unit="img",
-                           disable=not progress)
+        bar = progress_bar(total=source.total, desc=f"mining {ref.key or 'output'}", unit="img", disable=not progress)
         try:
             with model_guard(module), Capture(module, self.forward_func, [ref]) as run, torch.no_grad():
                 for batch in source.batches:
@@ -233,11 +244,19 @@ class DatasetExamples:
 
         near = nearest(state.sample, s.levels.float(), s.k)
         return Mined(
-            layer=self.layer.key, selectors=reader.selectors, units=reader.units, map_shape=shape,
-            n_examples=state.seen, k=min(s.k, state.seen), top=per_unit(state.top),
-            bottom=per_unit(state.bottom), levels=s.levels.float(), quantile_values=near.values,
+            layer=self.layer.key,
+            selectors=reader.selectors,
+            units=reader.units,
+            map_shape=shape,
+            n_examples=state.seen,
+            k=min(s.k, state.seen),
+            top=per_unit(state.top),
+            bottom=per_unit(state.bottom),
+            levels=s.levels.float(),
+            quantile_values=near.values,
             quantiles=Ranked(near.indices, near.activations, unravel(near.positions, shape)),
-            sample_size=state.sample.size, state_bytes=state.state_bytes,
+            sample_size=state.sample.size,
+            state_bytes=state.state_bytes,
         )
 
 
@@ -245,8 +264,10 @@ def batch_args(batch: Any, fixed: Any, n: int, device: torch.device) -> Optional
     """The extra forward arguments of a batch of ``n``: its items' own, or collect's."""
     own = item_args(batch, device)
     if own is not None and fixed is not None:
-        raise ValueError("additional_forward_args come both with the dataset items and as "
-                         "collect(additional_forward_args=...); give them in one place")
+        raise ValueError(
+            "additional_forward_args come both with the dataset items and as "
+            "collect(additional_forward_args=...); give them in one place"
+        )
     return own if own is not None else fixed_args(fixed, n, device)
 
 
@@ -254,5 +275,7 @@ def check_finite(values: torch.Tensor, index: torch.Tensor, layer: str) -> None:
     bad = ~torch.isfinite(values)
     if bool(bad.any()):
         rows = index[bad.any(1)].tolist()[:5]
-        raise ValueError(f"the unit values at layer {layer!r} are NaN or infinite for dataset "
-                         f"examples {rows}; check those inputs (range, normalization) and the model")
+        raise ValueError(
+            f"the unit values at layer {layer!r} are NaN or infinite for dataset "
+            f"examples {rows}; check those inputs (range, normalization) and the model"
+        )

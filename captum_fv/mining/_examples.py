@@ -1,4 +1,5 @@
 """What mining found: :class:`Examples` of one unit, and the :class:`ExampleSet` of all units."""
+
 from __future__ import annotations
 
 import numbers
@@ -112,8 +113,10 @@ class ExampleSet:
         return len(self.units)
 
     def __repr__(self) -> str:
-        return (f"ExampleSet(layer={self.layer!r}, {len(self.units)} units, {self.n_examples} "
-                f"examples, k={self.k}, levels={self.levels.tolist()})")
+        return (
+            f"ExampleSet(layer={self.layer!r}, {len(self.units)} units, {self.n_examples} "
+            f"examples, k={self.k}, levels={self.levels.tolist()})"
+        )
 
     def _row(self, selector: Any) -> int:
         try:
@@ -165,8 +168,10 @@ class ExampleSet:
         """The examples' images, (k, C, H, W), read back from the dataset."""
         indices = self.examples(unit, which).indices.tolist()
         if self.data is None or not hasattr(self.data, "__getitem__"):
-            raise TypeError("the mined data cannot be indexed (an IterableDataset or generator); "
-                            "fetch the images yourself with the indices in .top(unit).indices")
+            raise TypeError(
+                "the mined data cannot be indexed (an IterableDataset or generator); "
+                "fetch the images yourself with the indices in .top(unit).indices"
+            )
         if not indices:
             return torch.zeros(0)
         return torch.stack([image_of(self.data[i]) for i in indices])
@@ -182,17 +187,18 @@ class ExampleSet:
         names = getattr(self.data, "names", None)
         units = []
         for i, (u, unit) in enumerate(zip(self.units, self.mined.units)):
-            units.append({
-                "unit": unit.title,
-                "selector": json_selector(unit),
-                "top": self.top(u).to_dict(names),
-                "bottom": self.bottom(u).to_dict(names),
-                "quantiles": [
-                    {"level": q, "value": float(self.quantile_values[i, j]),
-                     **self.quantile(u, q).to_dict(names)}
-                    for j, q in enumerate(self.levels.tolist())
-                ],
-            })
+            units.append(
+                {
+                    "unit": unit.title,
+                    "selector": json_selector(unit),
+                    "top": self.top(u).to_dict(names),
+                    "bottom": self.bottom(u).to_dict(names),
+                    "quantiles": [
+                        {"level": q, "value": float(self.quantile_values[i, j]), **self.quantile(u, q).to_dict(names)}
+                        for j, q in enumerate(self.levels.tolist())
+                    ],
+                }
+            )
         return {
             "layer": self.layer,
             "n_examples": self.n_examples,

@@ -1,4 +1,5 @@
 """Streaming top-k / bottom-k per unit, and their exact merge across passes over disjoint data."""
+
 from __future__ import annotations
 
 from typing import List, Sequence

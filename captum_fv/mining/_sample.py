@@ -1,4 +1,5 @@
 """A uniform, seeded, mergeable sample of examples, and the quantile examples read from it."""
+
 from __future__ import annotations
 
 from typing import List, NamedTuple, Sequence

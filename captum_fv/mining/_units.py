@@ -1,4 +1,5 @@
 """Every mined unit's value, peak and trough position on a layer output, in one go."""
+
 from __future__ import annotations
 
 from typing import Any, List, NamedTuple, Optional, Tuple
@@ -27,8 +28,9 @@ class UnitReader:
 
     def __init__(self, selectors: Optional[Any], layer_shape: Tuple[int, ...], layer: str) -> None:
         if len(layer_shape) < 1:
-            raise ValueError(f"layer {layer!r} outputs one value per example; there are no units "
-                             "to mine, pick a layer with channels")
+            raise ValueError(
+                f"layer {layer!r} outputs one value per example; there are no units to mine, pick a layer with channels"
+            )
         n_channels = layer_shape[0]
         self.layer_shape = tuple(layer_shape)
         self.map_shape = tuple(layer_shape[1:])
@@ -39,8 +41,7 @@ class UnitReader:
             u.check(self.layer_shape, layer)
         channels = [u.kind == "channel" for u in self.units]
         self.chan_rows = [i for i, c in enumerate(channels) if c]
-        self.chan_index = torch.tensor([u.channel for u in self.units if u.kind == "channel"],
-                                       dtype=torch.long)
+        self.chan_index = torch.tensor([u.channel for u in self.units if u.kind == "channel"], dtype=torch.long)
         every = list(range(n_channels))
         self.all_channels = len(self.units) == n_channels and self.chan_index.tolist() == every
         self.others = [(i, u) for i, u in enumerate(self.units) if u.kind != "channel"]

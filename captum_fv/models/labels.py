@@ -1,4 +1,5 @@
 """Class names for the models' outputs, available offline."""
+
 from __future__ import annotations
 
 __all__ = ["imagenet_labels"]

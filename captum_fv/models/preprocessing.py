@@ -3,6 +3,7 @@
 Optimized images then live in a fixed, model-independent range while layer names stay exactly
 those of the underlying network.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -57,10 +58,7 @@ class Preprocessed(nn.Module):
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self._fv_mean.shape[1]:
-            raise ValueError(
-                f"expected NCHW input with {self._fv_mean.shape[1]} channels, "
-                f"got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected NCHW input with {self._fv_mean.shape[1]} channels, got shape {tuple(x.shape)}")
         return self._inner((x - self._fv_mean) / self._fv_std, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "Preprocessed":
@@ -82,11 +80,19 @@ class Preprocessed(nn.Module):
         # Root-level tensors are the inner model's, under its own rules.
         self._inner._save_to_state_dict(destination, prefix, keep_vars)
 
-    def _load_from_state_dict(self, state_dict: Mapping, prefix: str, local_metadata: dict,
-                              strict: bool, missing_keys: list, unexpected_keys: list,
-                              error_msgs: list) -> None:
-        self._inner._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                          missing_keys, unexpected_keys, error_msgs)
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list,
+        unexpected_keys: list,
+        error_msgs: list,
+    ) -> None:
+        self._inner._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
         self._parameters.update(self._inner._parameters)  # assign=True replaces them
         self._buffers.update(self._inner._buffers)
 
@@ -96,8 +102,9 @@ class Preprocessed(nn.Module):
         return f"inner={type(self._inner).__name__}, mean={mean}, std={std}"
 
 
-def with_preprocessing(model: nn.Module, mean: Union[Sequence[float], Tensor],
-                       std: Union[Sequence[float], Tensor]) -> nn.Module:
+def with_preprocessing(
+    model: nn.Module, mean: Union[Sequence[float], Tensor], std: Union[Sequence[float], Tensor]
+) -> nn.Module:
     """Wrap ``model`` so it takes [0, 1] input and normalizes with mean/std inside.
 
     Layer names and state_dict keys are unchanged, and ``model`` itself is not
@@ -111,15 +118,10 @@ def with_preprocessing(model: nn.Module, mean: Union[Sequence[float], Tensor],
     mean_t = _as_channel_tensor(mean, "mean")
     std_t = _as_channel_tensor(std, "std")
     if mean_t.shape != std_t.shape:
-        raise ValueError(
-            f"mean and std must have the same length, got {mean_t.shape[1]} and {std_t.shape[1]}"
-        )
+        raise ValueError(f"mean and std must have the same length, got {mean_t.shape[1]} and {std_t.shape[1]}")
     if (std_t <= 0).any():
         raise ValueError(f"std must be > 0, got {std_t.flatten().tolist()}")
     channels = infer_in_channels(model, default=None, kinds=(nn.Conv2d,))
     if channels is not None and channels != mean_t.shape[1]:
-        raise ValueError(
-            f"mean/std have {mean_t.shape[1]} values but the model's first conv "
-            f"takes {channels} channels"
-        )
+        raise ValueError(f"mean/std have {mean_t.shape[1]} values but the model's first conv takes {channels} channels")
     return Preprocessed(model, mean_t, std_t)

@@ -3,6 +3,7 @@
 Nothing is downloaded; weights that do not fit the architecture fail with an explanation
 (missing/unexpected/resized keys, a likely ``num_classes``, architectures the keys match).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -35,22 +36,22 @@ def _check_model_name(name: str) -> None:
     if name in known:
         return
     if name in torchvision.models.list_models():
-        raise ValueError(f"{name!r} is not an image classification model; "
-                         "torchvision_model supports classifiers only")
+        raise ValueError(f"{name!r} is not an image classification model; torchvision_model supports classifiers only")
     close = difflib.get_close_matches(name, known, n=5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown torchvision model {name!r}.{hint} "
-                     "See torchvision.models.list_models() for all names.")
+    raise ValueError(f"unknown torchvision model {name!r}.{hint} See torchvision.models.list_models() for all names.")
 
 
-def _mismatch_message(name: str, model: nn.Module, state: Mapping[str, Tensor],
-                      shown: int = 5) -> Optional[str]:
+def _mismatch_message(name: str, model: nn.Module, state: Mapping[str, Tensor], shown: int = 5) -> Optional[str]:
     """Explain how ``state`` does not fit ``model``; None when it fits."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    resized = [k for k in expected if k in state and hasattr(state[k], "shape")
-               and tuple(state[k].shape) != tuple(expected[k].shape)]
+    resized = [
+        k
+        for k in expected
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if not (missing or unexpected or resized):
         return None
     lines = [f"weights do not fit torchvision model {name!r}:"]
@@ -68,8 +69,7 @@ def _mismatch_message(name: str, model: nn.Module, state: Mapping[str, Tensor],
     matches = _architectures_with_keys(name, set(state)) if (missing or unexpected) else []
     if matches:
         lines.append(f"The keys match torchvision model(s): {', '.join(matches)}.")
-    lines.append("Check that `name` is the architecture the weights were saved from "
-                 "and that `num_classes` matches.")
+    lines.append("Check that `name` is the architecture the weights were saved from and that `num_classes` matches.")
     return "\n".join(lines)
 
 
@@ -95,8 +95,9 @@ def _architectures_with_keys(name: str, keys: set[str]) -> list[str]:
     return found
 
 
-def torchvision_model(name: str, weights: Optional[Union[str, os.PathLike]] = None,
-                      num_classes: int = 1000) -> nn.Module:
+def torchvision_model(
+    name: str, weights: Optional[Union[str, os.PathLike]] = None, num_classes: int = 1000
+) -> nn.Module:
     """A torchvision classifier in eval mode taking [0, 1] RGB, from local weights.
 
     Nothing is downloaded: ``weights`` is a path to a saved state_dict (raw, or

@@ -1,4 +1,5 @@
 """Safe loading of saved weights: plain state_dicts only, never arbitrary pickled objects."""
+
 from __future__ import annotations
 
 import os
@@ -20,13 +21,15 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> Any:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path!r} "
-                                "(only local state_dict files are supported; nothing is downloaded)")
+        raise FileNotFoundError(
+            f"weights file not found: {path!r} (only local state_dict files are supported; nothing is downloaded)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path!r} is not a plain state_dict; save it with "
-                         "torch.save(model.state_dict(), path)") from err
+        raise ValueError(
+            f"{path!r} is not a plain state_dict; save it with torch.save(model.state_dict(), path)"
+        ) from err
 
 
 def unwrap_state_dict(checkpoint: Any) -> dict[str, Tensor]:
@@ -41,9 +44,8 @@ def unwrap_state_dict(checkpoint: Any) -> dict[str, Tensor]:
                 checkpoint = checkpoint[key]
                 break
     if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"expected a state_dict (a mapping of names to tensors), "
-                         f"got {type(checkpoint).__name__}")
+        raise ValueError(f"expected a state_dict (a mapping of names to tensors), got {type(checkpoint).__name__}")
     state = dict(checkpoint)
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state

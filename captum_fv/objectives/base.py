@@ -3,6 +3,7 @@
 Sign convention (the only one in captum-fv): **objectives are maximized**. A negative optimum is
 ``-objective``; a penalty is a cost, so it is subtracted: ``channel("_blocks.8", 3) - 0.05 * l1()``.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -151,8 +152,10 @@ class Objective:
 def shared_output(a: Objective, b: Objective) -> OutputKey:
     """The model-output part two combined objectives read; one render reads one."""
     if a.output is not None and b.output is not None and a.output != b.output:
-        raise ValueError(f"{a.name} reads model output {a.output!r} and {b.name} reads "
-                         f"{b.output!r}; objectives rendered together must read the same output=")
+        raise ValueError(
+            f"{a.name} reads model output {a.output!r} and {b.name} reads "
+            f"{b.output!r}; objectives rendered together must read the same output="
+        )
     return a.output if a.output is not None else b.output
 
 
@@ -173,8 +176,7 @@ def as_objective(obj: Any) -> Objective:
         layer, sep, unit = obj.rpartition(":")
         if not sep or not unit.strip().lstrip("-").isdigit():
             raise ValueError(
-                f"cannot read {obj!r} as an objective: the shorthand is 'layer:channel', "
-                "e.g. '_blocks.8:12'"
+                f"cannot read {obj!r} as an objective: the shorthand is 'layer:channel', e.g. '_blocks.8:12'"
             )
         return get_objective("channel")(layer, int(unit))  # registered by objectives.units
     raise TypeError(
@@ -191,8 +193,7 @@ def slot_index(batch: Slots, batch_size: int, device: torch.device) -> Optional[
     for i in idx:
         if not -batch_size <= i < batch_size:
             raise IndexError(
-                f"objective targets batch slot {i}, but the batch has {batch_size} images; "
-                f"render with batch >= {i + 1}"
+                f"objective targets batch slot {i}, but the batch has {batch_size} images; render with batch >= {i + 1}"
             )
     return torch.as_tensor(idx, dtype=torch.long, device=device) % batch_size
 

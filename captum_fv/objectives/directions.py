@@ -4,6 +4,7 @@ A channel is the direction of one basis vector; the Distill article shows that r
 are often just as interpretable. ``cossim_pow`` rewards pointing the right way, not just being
 large: the value is ``dot * cos^n``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union

@@ -4,6 +4,7 @@ The Gram matrix of a layer's activation (channel x channel correlations over pos
 the *style* of what the layer sees, not where; two facets of a unit that share a style are the
 same facet drawn twice.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -8,6 +8,7 @@ tensor per batch slot, and :func:`objective` builds the :class:`Objective` and r
 >>> fv.registry.get_objective("mean_act")("_blocks.8")
 Objective(mean_act('_blocks.8'))
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,11 +49,14 @@ def build(term: PerSlot) -> Objective:
     """The Objective scoring ``term`` at each render step."""
     values, slots, layer = term.values, term.slots, term.layer
     if term.on_images:
+
         def fn(ctx: Context) -> torch.Tensor:
             return per_slot(values, ctx.images, slots)
     else:
+
         def fn(ctx: Context) -> torch.Tensor:
             return per_slot(values, ctx.acts(layer), slots)
+
     need = min_batch_for(slots) if term.min_batch is None else term.min_batch
     obj = Objective(fn, () if term.on_images else [layer], term.name, need, term.output)
     for key, value in term.attributes.items():
@@ -61,7 +65,9 @@ def build(term: PerSlot) -> Objective:
 
 
 def objective(
-    body: Optional[Callable[..., PerSlot]] = None, *, name: Optional[str] = None,
+    body: Optional[Callable[..., PerSlot]] = None,
+    *,
+    name: Optional[str] = None,
     overwrite: bool = False,
 ) -> Any:
     """Decorator: ``body(*args) -> PerSlot`` becomes a factory ``(*args) -> Objective`` with the

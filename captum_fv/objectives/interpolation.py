@@ -1,5 +1,6 @@
 """Neuron interaction: a batch sweeping from unit A to unit B, and an alignment term that keeps
 neighbouring frames alike so the sweep reads as one image morphing."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -13,17 +14,17 @@ from .units import unit_index
 
 
 @objective
-def channel_interpolate(
-    layer: LayerLike, unit_a: int, unit_b: int, batch: Optional[Sequence[int]] = None
-) -> PerSlot:
+def channel_interpolate(layer: LayerLike, unit_a: int, unit_b: int, batch: Optional[Sequence[int]] = None) -> PerSlot:
     """Slot i of n maximizes ``(1 - t) * channel A + t * channel B`` with ``t = i / (n - 1)``.
 
     Use with a parameterization shared across the batch (``param.image(..., shared=True)``).
     """
 
     def values(a: torch.Tensor, _: None) -> torch.Tensor:  # the whole batch: t runs over it
-        slots = torch.arange(a.shape[0], device=a.device) if batch is None else torch.as_tensor(
-            list(batch), device=a.device
+        slots = (
+            torch.arange(a.shape[0], device=a.device)
+            if batch is None
+            else torch.as_tensor(list(batch), device=a.device)
         )
         n = len(slots)
         units = unit_index([unit_a, unit_b], 2, a.shape[1], "channel", layer).tolist()

@@ -1,5 +1,6 @@
 """Matching objectives: model inversion (reproduce a target activation) and style (reproduce a
 target Gram matrix). Both score 0 at a perfect match and less otherwise."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -1,5 +1,6 @@
 """Penalties on the image itself. Each returns a **cost** (>= 0) per slot: subtract it from the
 objective you maximize, e.g. ``channel(...) - 0.05 * l1() - 0.25 * total_variation()``."""
+
 from __future__ import annotations
 
 import torch
@@ -12,15 +13,18 @@ from .factory import PerSlot, objective
 @objective
 def l1(constant: float = 0.5, batch: Slots = None) -> PerSlot:
     """Mean absolute distance of the pixels from ``constant`` (0.5: middle gray)."""
-    return PerSlot(lambda x, _: (x - constant).abs().flatten(1).mean(1), f"l1({constant})",
-                   slots=batch, on_images=True)
+    return PerSlot(lambda x, _: (x - constant).abs().flatten(1).mean(1), f"l1({constant})", slots=batch, on_images=True)
 
 
 @objective
 def l2(constant: float = 0.5, batch: Slots = None) -> PerSlot:
     """Root mean squared distance of the pixels from ``constant``."""
-    return PerSlot(lambda x, _: (x - constant).pow(2).flatten(1).mean(1).add(1e-12).sqrt(),
-                   f"l2({constant})", slots=batch, on_images=True)
+    return PerSlot(
+        lambda x, _: (x - constant).pow(2).flatten(1).mean(1).add(1e-12).sqrt(),
+        f"l2({constant})",
+        slots=batch,
+        on_images=True,
+    )
 
 
 def _tv(x: torch.Tensor) -> torch.Tensor:

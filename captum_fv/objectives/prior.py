@@ -9,6 +9,7 @@ subtract it, ``channel("_blocks.8", 3) - 0.5 * feature_prior("_blocks.8", refere
 >>> ref = sorted_reference(fv.activations(model, "_blocks.8", images))  # e.g. top dataset examples
 >>> cost = feature_prior("_blocks.8", ref)
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -71,8 +72,10 @@ def feature_prior(layer: LayerLike, reference: torch.Tensor, batch: Slots = None
 
     def values(a: torch.Tensor, idx: Optional[torch.Tensor]) -> torch.Tensor:
         if reference.dim() == 3 and reference.shape[0] != a.shape[0]:
-            raise ValueError(f"{reference.shape[0]} references for {a.shape[0]} slots; give one per "
-                             "targeted slot, or a (C, M) reference shared by every slot")
+            raise ValueError(
+                f"{reference.shape[0]} references for {a.shape[0]} slots; give one per "
+                "targeted slot, or a (C, M) reference shared by every slot"
+            )
         return sorted_distance(a, reference)
 
     return PerSlot(values, f"feature_prior({layer_name(layer)})", layer, batch)

@@ -3,6 +3,7 @@
 ``unit`` may be one index or a sequence with one index per targeted slot, which is how many units
 share one batch: ``channel("_blocks.8", [0, 1, 2, 3])`` drives slot i towards channel i.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -33,8 +34,7 @@ def unit_index(unit: Units, n: int, size: int, what: str, layer: LayerLike) -> t
     for u in units:
         if not 0 <= u < size:
             raise IndexError(
-                f"{what} {u} is out of range for layer {layer_name(layer)}, which has {size} "
-                f"{what}s (0..{size - 1})"
+                f"{what} {u} is out of range for layer {layer_name(layer)}, which has {size} {what}s (0..{size - 1})"
             )
     return torch.as_tensor(units, dtype=torch.long)
 
@@ -87,9 +87,7 @@ def neuron(
         h, w = a.shape[-2:]
         yy, xx = h // 2 if y is None else y, w // 2 if x is None else x
         if not (0 <= yy < h and 0 <= xx < w):
-            raise IndexError(
-                f"position (x={xx}, y={yy}) is outside layer {layer_name(layer)}'s {h}x{w} map"
-            )
+            raise IndexError(f"position (x={xx}, y={yy}) is outside layer {layer_name(layer)}'s {h}x{w} map")
         return a[rows, u, ..., yy, xx].flatten(1).mean(1) if a.dim() > 4 else a[rows, u, yy, xx]
 
     return PerSlot(values, _label("neuron", layer, unit, batch), layer, slots_for(unit, batch))
@@ -98,8 +96,7 @@ def neuron(
 @objective
 def deepdream(layer: LayerLike, batch: Slots = None) -> PerSlot:
     """Mean squared activation of a whole layer (DeepDream): amplify whatever the layer sees."""
-    return PerSlot(lambda a, _: a.flatten(1).pow(2).mean(1), f"deepdream({layer_name(layer)})",
-                   layer, batch)
+    return PerSlot(lambda a, _: a.flatten(1).pow(2).mean(1), f"deepdream({layer_name(layer)})", layer, batch)
 
 
 #: Lucid's name for the same objective.
@@ -121,13 +118,11 @@ def class_logit(label: Units, batch: Slots = None, layer: LayerLike = None, outp
         a = _logits(a)
         return a[_rows(a), u]
 
-    return PerSlot(values, _label("class_logit", layer, label, batch), layer, slots_for(label, batch),
-                   output=output)
+    return PerSlot(values, _label("class_logit", layer, label, batch), layer, slots_for(label, batch), output=output)
 
 
 @objective
-def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None,
-                      output: OutputKey = None) -> PerSlot:
+def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None, output: OutputKey = None) -> PerSlot:
     """Post-softmax probability of class ``label``: raising it may also mean lowering the others
     (``layer``, ``output``: as for :func:`class_logit`)."""
 
@@ -136,5 +131,6 @@ def class_probability(label: Units, batch: Slots = None, layer: LayerLike = None
         a = _logits(a)
         return torch.softmax(a.float(), dim=1)[_rows(a), u]
 
-    return PerSlot(values, _label("class_probability", layer, label, batch), layer,
-                   slots_for(label, batch), output=output)
+    return PerSlot(
+        values, _label("class_probability", layer, label, batch), layer, slots_for(label, batch), output=output
+    )

@@ -1,4 +1,5 @@
 """Neuron reports: HTML pages and report.json per unit (see :class:`NeuronReport`)."""
+
 from .core import NeuronReport
 from .folder import OutputFolderError
 from .records import BuiltUnit, unit_identity, unit_name

@@ -5,6 +5,7 @@ A build runs three named steps over the units still to do: mining (first, so a b
 stops the run before any optimization), optimization in fixed chunks, and attribution unit by
 unit; records and images are made by :mod:`captum_fv.report.records`.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,8 @@ from ..accentuation import Accentuation, accentuate
 from ..addressing import LayerLike
 from ..attribution import attribute
 from ..data import sample_images
-from ..mining import DatasetExamples, ExampleSet
 from ..items import as_args, collate, forward_args_of, image_of
+from ..mining import DatasetExamples, ExampleSet
 from ..modelinfo import model_device, module_of
 from ..progress import progress_bar
 from ..unit import Selector, Unit, as_units
@@ -109,8 +110,14 @@ class NeuronReport:
     def settings(self) -> Dict[str, Any]:
         """What makes two runs' units interchangeable (checked by --resume)."""
         return {
-            "model": self.model_name, "layer": self.layer, "size": self.size, "steps": self.steps,
-            "facets": self.facets, "k": self.k, "seed": self.seed, "attribution": self.attribution,
+            "model": self.model_name,
+            "layer": self.layer,
+            "size": self.size,
+            "steps": self.steps,
+            "facets": self.facets,
+            "k": self.k,
+            "seed": self.seed,
+            "attribution": self.attribution,
             "attribution_kwargs": {k: setting(v) for k, v in sorted(self.attribution_kwargs.items())},
             "max_batch": self.max_batch,
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
@@ -150,8 +157,13 @@ class NeuronReport:
         """
         return self._build(units, on_unit, only, None)
 
-    def _build(self, units: Sequence[Selector], on_unit: Optional[Callable[[str], None]],
-               only: Optional[Sequence[Selector]], fingerprint: Optional[Dict[str, str]]) -> "NeuronReport":
+    def _build(
+        self,
+        units: Sequence[Selector],
+        on_unit: Optional[Callable[[str], None]],
+        only: Optional[Sequence[Selector]],
+        fingerprint: Optional[Dict[str, str]],
+    ) -> "NeuronReport":
         units = as_units(units)
         names = [u.file_name for u in units]
         self._order += [n for n in dict.fromkeys(names) if n not in self._order]
@@ -172,40 +184,62 @@ class NeuronReport:
     def _mine(self, units: List[Unit], progress: bool) -> ExampleSet:
         t = time.perf_counter()
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset, k=self.k, batch_size=self.batch_size, units=[u.selector for u in units],
-            progress=progress, distributed=self._shared,
+            self.dataset,
+            k=self.k,
+            batch_size=self.batch_size,
+            units=[u.selector for u in units],
+            progress=progress,
+            distributed=self._shared,
             additional_forward_args=None if self._items_have_args() else self.additional_forward_args,
         )
         self.timings["mining"] += time.perf_counter() - t
         return mined
 
-    def _optimize(self, units: List[Unit], wanted: set, progress: bool,
-                  mined: Optional[ExampleSet] = None) -> Dict[str, Visualization]:
+    def _optimize(
+        self, units: List[Unit], wanted: set, progress: bool, mined: Optional[ExampleSet] = None
+    ) -> Dict[str, Visualization]:
         """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them);
         ``mined``: the units' examples, for a recipe with a dataset prior."""
         t = time.perf_counter()
         names = [u.file_name for u in units]
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
-        chunks = [c for c in plan_chunks(len(units), SlotLayout.per_unit(self.facets, True), self.max_batch)
-                  if wanted & set(names[c.start : c.stop])]
+        chunks = [
+            c
+            for c in plan_chunks(len(units), SlotLayout.per_unit(self.facets, True), self.max_batch)
+            if wanted & set(names[c.start : c.stop])
+        ]
         shared = self._shared
         vis: Dict[str, Visualization] = {}
         with dist_lib.all_or_none(shared):
             for chunk in dist_lib.shard(chunks) if shared else chunks:
                 part, start = units[chunk.start : chunk.stop], chunk.start
                 done = self.viz.visualize(
-                    [u.selector for u in part], size=self.size, steps=self.steps, facets=self.facets,
-                    negative=True, seed=self.seed + start, thresholds=thresholds,
-                    max_batch=len(part) * (2 + self.facets), progress=progress,
-                    additional_forward_args=self.additional_forward_args, recipe=self.recipe,
+                    [u.selector for u in part],
+                    size=self.size,
+                    steps=self.steps,
+                    facets=self.facets,
+                    negative=True,
+                    seed=self.seed + start,
+                    thresholds=thresholds,
+                    max_batch=len(part) * (2 + self.facets),
+                    progress=progress,
+                    additional_forward_args=self.additional_forward_args,
+                    recipe=self.recipe,
                     examples=None if mined is None else [self._top_inputs(mined, u)[0] for u in part],
                 )
                 vis.update({u.file_name: v for u, v in zip(part, done)})
         self.timings["optimization"] += time.perf_counter() - t
         return vis
 
-    def _attribute(self, units: List[Unit], vis: Dict[str, Visualization], mined: ExampleSet,
-                   position: Dict[str, int], on_unit: Optional[Callable[[str], None]], progress: bool) -> None:
+    def _attribute(
+        self,
+        units: List[Unit],
+        vis: Dict[str, Visualization],
+        mined: ExampleSet,
+        position: Dict[str, int],
+        on_unit: Optional[Callable[[str], None]],
+        progress: bool,
+    ) -> None:
         """Attribute the top examples of each unit this rank optimized, and record the unit."""
         device = model_device(module_of(self.forward_func))
         ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
@@ -217,9 +251,15 @@ class NeuronReport:
                 t = time.perf_counter()
                 top_images, args = self._top_inputs(mined, unit)
                 with seeded(self.seed + position[name], device):
-                    att = attribute(self.forward_func, self.layer_spec, top_images, unit.selector,
-                                    attribution=self.attribution, additional_forward_args=args,
-                                    **self.attribution_kwargs)
+                    att = attribute(
+                        self.forward_func,
+                        self.layer_spec,
+                        top_images,
+                        unit.selector,
+                        attribution=self.attribution,
+                        additional_forward_args=args,
+                        **self.attribution_kwargs,
+                    )
                 self.timings["attribution"] += time.perf_counter() - t
                 self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att, accents.get(name))
                 if on_unit is not None:
@@ -231,12 +271,21 @@ class NeuronReport:
         tops = [self._top_inputs(mined, u)[0] for u in units]
         n = min(len(x) for x in tops)
         with dist_lib.all_or_none(self._shared):
-            acc = accentuate(self.forward_func, self.layer_spec, [x[:n] for x in tops], [u.selector for u in units],
-                             steps=self.accentuate_steps, seed=self.seed, progress=False,
-                             additional_forward_args=None if self._items_have_args() else self.additional_forward_args)
+            acc = accentuate(
+                self.forward_func,
+                self.layer_spec,
+                [x[:n] for x in tops],
+                [u.selector for u in units],
+                steps=self.accentuate_steps,
+                seed=self.seed,
+                progress=False,
+                additional_forward_args=None if self._items_have_args() else self.additional_forward_args,
+            )
         self.timings["accentuation"] = self.timings.get("accentuation", 0.0) + time.perf_counter() - t
-        return {u.file_name: Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer)
-                for i, u in enumerate(units)}
+        return {
+            u.file_name: Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer)
+            for i, u in enumerate(units)
+        }
 
     def _items_have_args(self) -> bool:
         """Whether dataset items carry their own forward arguments (then they win over the report's,
@@ -258,8 +307,10 @@ class NeuronReport:
         if self.additional_forward_args is None:
             return images, None
         rows = len(images)
-        return images, tuple(a.expand(rows, *a.shape[1:]) if torch.is_tensor(a) and a.dim() and a.shape[0] == 1
-                             else a for a in as_args(self.additional_forward_args))
+        return images, tuple(
+            a.expand(rows, *a.shape[1:]) if torch.is_tensor(a) and a.dim() and a.shape[0] == 1 else a
+            for a in as_args(self.additional_forward_args)
+        )
 
     # -- saving ---------------------------------------------------------------------------------
     def _write_unit(self, out_dir: Path, name: str) -> None:
@@ -270,8 +321,13 @@ class NeuronReport:
         writer.write_unit(out_dir, name, rec, built.arrays, page)
         self.timings["writing"] += time.perf_counter() - t
 
-    def _write_index(self, out_dir: Path, names: Sequence[str], timings: Optional[Dict[str, float]] = None,
-                     written_by: Optional[Dict[str, int]] = None) -> Path:
+    def _write_index(
+        self,
+        out_dir: Path,
+        names: Sequence[str],
+        timings: Optional[Dict[str, float]] = None,
+        written_by: Optional[Dict[str, int]] = None,
+    ) -> Path:
         t = time.perf_counter()
         records, missing = [], []
         for name in names:
@@ -286,18 +342,28 @@ class NeuronReport:
                 "see (a shared file system)"
             )
         report = {
-            "version": __version__, "model": self.model_name, "layer": self.layer,
-            "settings": self.settings, "timings_s": dict(timings or self.timings),
+            "version": __version__,
+            "model": self.model_name,
+            "layer": self.layer,
+            "settings": self.settings,
+            "timings_s": dict(timings or self.timings),
             "processes": dist_lib.world_size() if self._shared else 1,
             "fingerprint": self._fp or self.fingerprint,
-            "dataset": {"size": len(self.dataset), "name": type(self.dataset).__name__,  # type: ignore[arg-type]
-                        "skipped": [{"path": f.path, "reason": f.reason}
-                                    for f in getattr(self.dataset, "skipped", [])]},
-            "units": records, "missing": missing,
+            "dataset": {
+                "size": len(self.dataset),
+                "name": type(self.dataset).__name__,  # type: ignore[arg-type]
+                "skipped": [{"path": f.path, "reason": f.reason} for f in getattr(self.dataset, "skipped", [])],
+            },
+            "units": records,
+            "missing": missing,
         }
         context = {
-            "layer": self.layer, "model": self.model_name, "settings": self.settings,
-            "dataset": report["dataset"], "version": __version__, "missing": missing,
+            "layer": self.layer,
+            "model": self.model_name,
+            "settings": self.settings,
+            "dataset": report["dataset"],
+            "version": __version__,
+            "missing": missing,
             "units": [dict(r, files_positive=r["files_layout"]["positive"]) for r in records],
         }
         index = writer.write_index(out_dir, context, report)
@@ -334,8 +400,9 @@ class NeuronReport:
                 self._write_unit(out_dir, name)
         return self._finish(out_dir, None, list(self.units))
 
-    def run(self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False,
-            force: bool = False) -> Path:
+    def run(
+        self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False, force: bool = False
+    ) -> Path:
         """Build and write ``units`` one by one (each atomically); with ``resume``, units already
         complete on disk under the same fingerprint are kept, the others redone (``.resumed``
         says which and why). ``out_dir`` follows :meth:`save`'s rules. In a process group every

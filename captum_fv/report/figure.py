@@ -1,4 +1,5 @@
 """One unit of a report as a matplotlib figure, for notebooks."""
+
 from __future__ import annotations
 
 from typing import Any, List, Tuple
@@ -22,8 +23,12 @@ def _rows(built: BuiltUnit) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
         delta = "" if e["delta"] is None else f"δ {e['delta']:.2g}"
         top += [(arr[e["image"]], f"{e['activation']:.3g}"), (arr[e["overlay"]], delta)]
     bottom = [(arr[e["image"]], f"{e['activation']:.3g}") for e in rec["bottom"]]
-    return [("optimized", optima), ("progress", snaps), ("top examples + attribution", top),
-            ("bottom examples", bottom)]
+    return [
+        ("optimized", optima),
+        ("progress", snaps),
+        ("top examples + attribution", top),
+        ("bottom examples", bottom),
+    ]
 
 
 def unit_figure(built: BuiltUnit) -> Any:
@@ -40,8 +45,9 @@ def unit_figure(built: BuiltUnit) -> Any:
                 img, caption = item
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
                 ax.set_title(caption, fontsize=7)
-        ax_row[0].text(-0.1, 0.5, title, transform=ax_row[0].transAxes, rotation=90,
-                       ha="right", va="center", fontsize=8)
+        ax_row[0].text(
+            -0.1, 0.5, title, transform=ax_row[0].transAxes, rotation=90, ha="right", va="center", fontsize=8
+        )
     rec = built.record
     ratio = f"{rec['ratio']:.2f}x" if rec["ratio"] is not None else "n/a"
     fig.suptitle(f"{rec['title']} in {rec['layer']} (ratio to best dataset example: {ratio})", fontsize=10)

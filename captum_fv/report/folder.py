@@ -8,6 +8,7 @@ there already. Inside a folder of ours, ``index.html`` and ``report.json`` are r
 they still hold what captum-fv wrote (their digests are kept in the marker), and a unit folder
 only while it holds our ``unit.json``; anything else in the folder is never touched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,12 +94,14 @@ def claim(out_dir: Path, force: bool = False) -> None:
     if entries and not force:
         raise OutputFolderError(
             f"output folder '{out_dir}' is not empty and was not made by captum-fv; choose a new "
-            "folder, or pass --force (force=True) to write beside its files")
+            "folder, or pass --force (force=True) to write beside its files"
+        )
     clashes = [n for n in OWN_NAMES if n in entries]
     if clashes:
         raise OutputFolderError(
             f"cannot write into '{out_dir}', even with --force: it already holds "
-            f"{', '.join(clashes)}; move them away or choose another folder")
+            f"{', '.join(clashes)}; move them away or choose another folder"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_marker(out_dir, {})
 
@@ -116,7 +119,8 @@ def check_replaceable(out_dir: Path, name: str) -> None:
         return  # marked from an old report: its index and JSON predate digests
     raise OutputFolderError(
         f"'{path}' was changed or put there since captum-fv wrote this report; move it away so "
-        "the report can write its own")
+        "the report can write its own"
+    )
 
 
 def check_unit_replaceable(unit_dir: Path) -> None:
@@ -130,7 +134,8 @@ def check_unit_replaceable(unit_dir: Path) -> None:
     if not (isinstance(record, dict) and "name" in record and "files" in record):
         raise OutputFolderError(
             f"'{unit_dir}' holds no unit.json of captum-fv's: it was not written by this report or "
-            "was changed; move it away so the report can write the unit")
+            "was changed; move it away so the report can write the unit"
+        )
 
 
 def record_written(out_dir: Path, names: List[str]) -> None:

@@ -3,6 +3,7 @@
 The record is what ``unit.json`` and ``report.json`` hold; :class:`BuiltUnit` adds the arrays to
 write as PNGs and the tensors a notebook figure draws.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,14 +82,20 @@ def _top_entries(ds: Any, tops: Any, top: torch.Tensor, att: Any) -> List[Dict[s
     positions = tops.positions if tops.positions is not None else [None] * len(tops)
     steps = att.n_steps.tolist() if att.n_steps is not None else [None] * n
     return [
-        {"index": int(i), "name": example_name(ds, int(i)), "activation": float(a),
-         "position": None if pos is None else [int(p) for p in pos],
-         "delta": None if d != d else float(d),  # NaN: the method has no completeness
-         "relative_delta": None if r != r else float(r),
-         "n_steps": s,  # path methods: the steps this example was integrated with
-         "image": f"top_{j}.png", "overlay": f"top_{j}_attr.png"}
-        for j, (i, a, pos, d, r, s) in enumerate(zip(
-            tops.indices, tops.activations, positions, delta.tolist(), _values(att.relative_delta, n), steps))
+        {
+            "index": int(i),
+            "name": example_name(ds, int(i)),
+            "activation": float(a),
+            "position": None if pos is None else [int(p) for p in pos],
+            "delta": None if d != d else float(d),  # NaN: the method has no completeness
+            "relative_delta": None if r != r else float(r),
+            "n_steps": s,  # path methods: the steps this example was integrated with
+            "image": f"top_{j}.png",
+            "overlay": f"top_{j}_attr.png",
+        }
+        for j, (i, a, pos, d, r, s) in enumerate(
+            zip(tops.indices, tops.activations, positions, delta.tolist(), _values(att.relative_delta, n), steps)
+        )
     ]
 
 
@@ -101,15 +108,20 @@ def _files_layout(v: Visualization) -> Dict[str, Any]:
     }
 
 
-def unit_record(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor,
-                att: Any) -> Dict[str, Any]:
+def unit_record(
+    ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor, att: Any
+) -> Dict[str, Any]:
     """The JSON record of one unit: activations, ratio, examples, attribution checks, files."""
     ds = ctx.dataset
     tops, bottoms = mined.top(unit.selector), mined.bottom(unit.selector)
     best = float(tops.activations[0])
     rel = att.relative_delta
-    spectrum = [(label, int(i), float(a)) for label, ex in mined.spectrum(unit.selector)
-                if label not in ("top", "bottom") for i, a in zip(ex.indices[:1], ex.activations[:1])]
+    spectrum = [
+        (label, int(i), float(a))
+        for label, ex in mined.spectrum(unit.selector)
+        if label not in ("top", "bottom")
+        for i, a in zip(ex.indices[:1], ex.activations[:1])
+    ]
     positive = float(v.activation["positive"][0])
     return {
         "name": unit.file_name,
@@ -146,8 +158,9 @@ def unit_record(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top:
     }
 
 
-def unit_arrays(record: Dict[str, Any], v: Visualization, top: torch.Tensor, att: Any,
-                dataset: Any) -> Dict[str, np.ndarray]:
+def unit_arrays(
+    record: Dict[str, Any], v: Visualization, top: torch.Tensor, att: Any, dataset: Any
+) -> Dict[str, np.ndarray]:
     """Every PNG of the unit's folder, as uint8 arrays by file name."""
     arrays: Dict[str, np.ndarray] = {"positive.png": to_png_array(v.positive[0])}
     for j, f in enumerate(v.facets):
@@ -166,16 +179,24 @@ def unit_arrays(record: Dict[str, Any], v: Visualization, top: torch.Tensor, att
 
 def add_accentuation(record: Dict[str, Any], arrays: Dict[str, np.ndarray], acc: Any) -> None:
     """The top examples' accentuations: a ``top_j_acc.png`` and its values beside each example."""
-    record["accentuation"] = {"reg_layer": acc.reg_layer, "mean_before": float(acc.before.mean()),
-                              "mean_after": float(acc.after.mean())}
+    record["accentuation"] = {
+        "reg_layer": acc.reg_layer,
+        "mean_before": float(acc.before.mean()),
+        "mean_after": float(acc.after.mean()),
+    }
     for j, entry in enumerate(record["top"][: len(acc.images)]):
-        entry.update(accentuated=f"top_{j}_acc.png", accentuated_before=float(acc.before[j]),
-                     accentuated_after=float(acc.after[j]), accentuated_distance=float(acc.distance[j]))
+        entry.update(
+            accentuated=f"top_{j}_acc.png",
+            accentuated_before=float(acc.before[j]),
+            accentuated_after=float(acc.after[j]),
+            accentuated_distance=float(acc.distance[j]),
+        )
         arrays[entry["accentuated"]] = to_png_array(acc.images[j])
 
 
-def build_unit(ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor,
-               att: Any, accentuation: Any = None) -> BuiltUnit:
+def build_unit(
+    ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor, att: Any, accentuation: Any = None
+) -> BuiltUnit:
     record = unit_record(ctx, unit, v, mined, top, att)
     arrays = unit_arrays(record, v, top, att, ctx.dataset)
     if accentuation is not None:

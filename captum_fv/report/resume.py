@@ -1,5 +1,6 @@
 """What ``--resume`` keeps: a unit on disk is kept only when intact and made under the same
 fingerprint; every other unit is redone, and :meth:`ResumePlan.summary` says why in one line."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Per-unit seeding of the global RNGs, for attribution methods that draw from them."""
+
 from __future__ import annotations
 
 import random
@@ -15,8 +16,7 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
     afterwards: GradientSHAP and the like draw from them (Captum's GradientSHAP from NumPy's), so
     a unit's attribution does not depend on which units the process attributed before it, nor
     on which process it runs in."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     np_state, py_state = np.random.get_state(), random.getstate()
     try:
         with torch.random.fork_rng(devices=cuda):

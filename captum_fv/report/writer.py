@@ -4,6 +4,7 @@ A unit is written to a temporary folder and moved into place with one ``os.repla
 interrupted run never leaves a half-written unit. ``unit.json`` lists every file with its size and
 SHA-256; a folder whose files do not match is treated as missing and redone.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image
 
 from ..fingerprint import differences
-from .folder import (INDEX, REPORT_JSON, UNIT_JSON, UNITS_DIR, atomic_write_text, check_replaceable,
-                     check_unit_replaceable, digest, record_written)
+from .folder import (
+    INDEX,
+    REPORT_JSON,
+    UNIT_JSON,
+    UNITS_DIR,
+    atomic_write_text,
+    check_replaceable,
+    check_unit_replaceable,
+    digest,
+    record_written,
+)
 
 
 def _env() -> Environment:

@@ -11,13 +11,16 @@ how well its pictures agree with what the unit does on real data:
 * ``classes``: for class units, top-1/top-5 of the model and of transfer models;
 * ``verdict``: ``"consistent"``, ``"check"`` or ``"off-natural"`` with a reason.
 
->>> rec = fv.trust.score(model, "_blocks.8", v.positive, 12, fv.data.sample_images(size=128, crops=32))
->>> rec.verdict, rec.to_dict()["path_similarity"]["top"]
+>>> v = fv.NeuronVisualization(model, "_blocks.8").visualize(12, size=64, steps=8, progress=False)
+>>> rec = fv.trust.score(model, "_blocks.8", v.positive, 12, fv.data.sample_images(size=64, crops=4))
+>>> rec.verdict in ("consistent", "check", "off-natural"), sorted(rec.to_dict())[:4]
+(True, ['classes', 'layer', 'mis_fv', 'mis_natural'])
 
 :func:`plant` builds the ground truth the measures are calibrated on: a model whose unit has a
 hidden branch for a synthetic grating. Implementation: ``_features``, ``_path``, ``_mis``,
 ``_verdict``, ``_score``, ``_planted``.
 """
+
 from __future__ import annotations
 
 from ._features import PATH_LAYERS, channel_means, layer_features, path_layers
@@ -52,13 +55,43 @@ from ._verdict import (
 )
 
 __all__ = [
-    "score", "TrustRecord", "ClassAgreement", "NaturalPools", "natural_pools", "class_agreement",
-    "path_similarity", "PathSimilarity", "path_from_features", "spearman", "path_layers", "layer_features",
-    "channel_means", "PATH_LAYERS",
-    "mis", "MIS", "FeatureSimilarity", "Trial", "plan_trials", "trial_probability", "MIS_SCALE", "TRIALS",
-    "REFERENCES", "MIN_EXAMPLES",
-    "verdict", "Verdict", "CONSISTENT", "CHECK", "OFF_NATURAL", "PATH_OK", "PATH_STRONG", "RATIO_MIN",
-    "MIS_OFF", "MIS_OK",
-    "MIS_NATURAL_MIN", "RATIO_MAX",
-    "plant", "Plant", "grating_amplitude",
+    "score",
+    "TrustRecord",
+    "ClassAgreement",
+    "NaturalPools",
+    "natural_pools",
+    "class_agreement",
+    "path_similarity",
+    "PathSimilarity",
+    "path_from_features",
+    "spearman",
+    "path_layers",
+    "layer_features",
+    "channel_means",
+    "PATH_LAYERS",
+    "mis",
+    "MIS",
+    "FeatureSimilarity",
+    "Trial",
+    "plan_trials",
+    "trial_probability",
+    "MIS_SCALE",
+    "TRIALS",
+    "REFERENCES",
+    "MIN_EXAMPLES",
+    "verdict",
+    "Verdict",
+    "CONSISTENT",
+    "CHECK",
+    "OFF_NATURAL",
+    "PATH_OK",
+    "PATH_STRONG",
+    "RATIO_MIN",
+    "MIS_OFF",
+    "MIS_OK",
+    "MIS_NATURAL_MIN",
+    "RATIO_MAX",
+    "plant",
+    "Plant",
+    "grating_amplitude",
 ]

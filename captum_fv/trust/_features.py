@@ -1,4 +1,5 @@
 """Layer features the trust measures compare: channel-mean vectors at chosen layers, one pass."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -22,8 +23,9 @@ def channel_means(acts: torch.Tensor) -> torch.Tensor:
     return acts.flatten(2).mean(2) if acts.dim() > 2 else acts.reshape(acts.shape[0], -1)
 
 
-def layer_features(forward_func: ForwardFunc, layers: Sequence[LayerLike], images: torch.Tensor,
-                   batch_size: int = 32) -> Dict[str, torch.Tensor]:
+def layer_features(
+    forward_func: ForwardFunc, layers: Sequence[LayerLike], images: torch.Tensor, batch_size: int = 32
+) -> Dict[str, torch.Tensor]:
     """``{layer key: (N, C) channel means}`` for ``images``, every layer from one forward pass
     (stopped after the last one), without gradients."""
     module = module_of(forward_func)
@@ -43,8 +45,7 @@ def _depth(name: str) -> int:
     return name.count(".")
 
 
-def path_layers(forward_func: ForwardFunc, layer: LayerLike, n: int = PATH_LAYERS,
-                input_size: int = 128) -> List[str]:
+def path_layers(forward_func: ForwardFunc, layer: LayerLike, n: int = PATH_LAYERS, input_size: int = 128) -> List[str]:
     """Up to ``n`` layers evenly spaced along the way to ``layer`` (itself last): the modules at
     its own nesting depth that run before it with a spatial (C, H, W) output, e.g.
     ``_blocks.0 ... _blocks.8`` for ``_blocks.8``; for the model output, the top-level blocks."""
@@ -73,8 +74,7 @@ def _evenly(names: List[str], n: int) -> List[str]:
     return [names[i] for i in picks]
 
 
-def default_feature_layer(forward_func: ForwardFunc, layer: LayerLike,
-                          input_size: int = 128) -> Optional[str]:
+def default_feature_layer(forward_func: ForwardFunc, layer: LayerLike, input_size: int = 128) -> Optional[str]:
     """The layer whose features judge similarity by default: the path layer just before the
     audited one (not the layer itself: it holds the unit, which a hidden branch can make
     dominate every feature vector), or for the model output the last spatial top-level block."""

@@ -2,6 +2,7 @@
 two-alternative forced choice. Shown reference explanations of a unit (what drives it up, and
 optionally what drives it down), which of two natural queries, one of its top and one of its
 bottom examples, is the one that excites it? The machine answers from image similarity."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ class Trial:
     leak_free: bool  # no reference shares a source image with either query
 
 
-def _refs(n: int, exclude: set, groups: Optional[Sequence[Any]], banned: set, k: int,
-          rng: np.random.Generator) -> tuple:
+def _refs(
+    n: int, exclude: set, groups: Optional[Sequence[Any]], banned: set, k: int, rng: np.random.Generator
+) -> tuple:
     """``k`` pool indices not in ``exclude`` nor (when possible) from the ``banned`` groups."""
     free = [i for i in range(n) if i not in exclude]
     clean = [i for i in free if groups is None or groups[i] not in banned]
@@ -63,9 +65,15 @@ def _refs(n: int, exclude: set, groups: Optional[Sequence[Any]], banned: set, k:
     return sorted(rng.choice(pick, size=min(k, len(pick)), replace=False).tolist()), ok
 
 
-def plan_trials(n_top: int, n_bottom: int, top_groups: Optional[Sequence[Any]] = None,
-                bottom_groups: Optional[Sequence[Any]] = None, trials: int = TRIALS,
-                references: int = REFERENCES, seed: int = 0) -> List[Trial]:
+def plan_trials(
+    n_top: int,
+    n_bottom: int,
+    top_groups: Optional[Sequence[Any]] = None,
+    bottom_groups: Optional[Sequence[Any]] = None,
+    trials: int = TRIALS,
+    references: int = REFERENCES,
+    seed: int = 0,
+) -> List[Trial]:
     """Seeded trials: each takes a top and a bottom query (distinct across trials while the pools
     last) and ``references`` natural references a side from the rest of each pool, from other
     source images than the queries' where ``groups`` (which image each example came from)
@@ -78,19 +86,31 @@ def plan_trials(n_top: int, n_bottom: int, top_groups: Optional[Sequence[Any]] =
     out = []
     for t in range(trials):
         a, b = int(qt[t % len(qt)]), int(qb[t % len(qb)])
-        banned = {x for x in ((top_groups[a] if top_groups is not None else None),
-                              (bottom_groups[b] if bottom_groups is not None else None)) if x is not None}
+        banned = {
+            x
+            for x in (
+                (top_groups[a] if top_groups is not None else None),
+                (bottom_groups[b] if bottom_groups is not None else None),
+            )
+            if x is not None
+        }
         rt, ok_t = _refs(n_top, {a}, top_groups, banned, references, rng)
         rb, ok_b = _refs(n_bottom, {b}, bottom_groups, banned, references, rng)
         out.append(Trial(a, b, rt, rb, ok_t and ok_b))
     return out
 
 
-def trial_probability(q_top: torch.Tensor, q_bottom: torch.Tensor, e_top: torch.Tensor,
-                      e_bottom: Optional[torch.Tensor], scale: float = MIS_SCALE) -> float:
+def trial_probability(
+    q_top: torch.Tensor,
+    q_bottom: torch.Tensor,
+    e_top: torch.Tensor,
+    e_bottom: Optional[torch.Tensor],
+    scale: float = MIS_SCALE,
+) -> float:
     """p(correct) of one trial from unit-norm features: the gap between how much more the top
     query resembles the top references than the bottom ones, and the same for the bottom query;
     without bottom references, the gap in resemblance to the top references alone."""
+
     def side(q: torch.Tensor) -> torch.Tensor:
         s = (q @ e_top.T).mean()
         return s - (q @ e_bottom.T).mean() if e_bottom is not None and len(e_bottom) else s
@@ -109,13 +129,21 @@ class MIS:
     leak_free: float  # fraction of trials whose references avoid the queries' source images
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"score": float(self.score), "probabilities": [float(p) for p in self.probabilities],
-                "leak_free": float(self.leak_free)}
+        return {
+            "score": float(self.score),
+            "probabilities": [float(p) for p in self.probabilities],
+            "leak_free": float(self.leak_free),
+        }
 
 
-def mis(top_features: torch.Tensor, bottom_features: torch.Tensor, trials: Sequence[Trial],
-        explanations: Optional[torch.Tensor] = None, negative_explanations: Optional[torch.Tensor] = None,
-        scale: float = MIS_SCALE) -> MIS:
+def mis(
+    top_features: torch.Tensor,
+    bottom_features: torch.Tensor,
+    trials: Sequence[Trial],
+    explanations: Optional[torch.Tensor] = None,
+    negative_explanations: Optional[torch.Tensor] = None,
+    scale: float = MIS_SCALE,
+) -> MIS:
     """The score over ``trials`` from unit-norm features of the top and bottom pools.
 
     ``explanations`` (and ``negative_explanations``): features of fixed reference images (the
@@ -127,7 +155,8 @@ def mis(top_features: torch.Tensor, bottom_features: torch.Tensor, trials: Seque
             e_top, e_bottom = top_features[t.refs_top], bottom_features[t.refs_bottom]
         else:
             e_top, e_bottom = explanations, negative_explanations
-        probs.append(trial_probability(top_features[t.query_top], bottom_features[t.query_bottom],
-                                       e_top, e_bottom, scale))
+        probs.append(
+            trial_probability(top_features[t.query_top], bottom_features[t.query_bottom], e_top, e_bottom, scale)
+        )
     leak = float(np.mean([t.leak_free for t in trials])) if explanations is None else 1.0
     return MIS(float(np.mean(probs)), probs, leak)

@@ -1,5 +1,6 @@
 """The path similarity of Geirhos et al. (ICML 2024): does the network process the picture the way
 it processes the unit's top natural examples, at every layer on the way to the unit?"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,12 +37,17 @@ class PathSimilarity:
     summary: float
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"layers": list(self.layers), "top": [float(v) for v in self.top],
-                "random": [float(v) for v in self.random], "summary": float(self.summary)}
+        return {
+            "layers": list(self.layers),
+            "top": [float(v) for v in self.top],
+            "random": [float(v) for v in self.random],
+            "summary": float(self.summary),
+        }
 
 
-def path_from_features(inputs: Dict[str, torch.Tensor], top: Dict[str, torch.Tensor],
-                       random: Dict[str, torch.Tensor], layers: List[str]) -> PathSimilarity:
+def path_from_features(
+    inputs: Dict[str, torch.Tensor], top: Dict[str, torch.Tensor], random: Dict[str, torch.Tensor], layers: List[str]
+) -> PathSimilarity:
     """The path similarity from channel-mean features ``{layer: (N, C)}`` of the three sets."""
     to_top = [float(spearman(inputs[k], top[k]).mean()) for k in layers]
     to_random = [float(spearman(inputs[k], random[k]).mean()) for k in layers]
@@ -49,8 +55,9 @@ def path_from_features(inputs: Dict[str, torch.Tensor], top: Dict[str, torch.Ten
     return PathSimilarity(list(layers), to_top, to_random, gap)
 
 
-def path_similarity(forward_func: ForwardFunc, inputs: torch.Tensor, top: torch.Tensor, random: torch.Tensor,
-                    layers: Sequence[str]) -> PathSimilarity:
+def path_similarity(
+    forward_func: ForwardFunc, inputs: torch.Tensor, top: torch.Tensor, random: torch.Tensor, layers: Sequence[str]
+) -> PathSimilarity:
     """The path similarity of ``inputs`` to ``top`` natural examples vs ``random`` ones at
     ``layers`` (e.g. :func:`captum_fv.trust.path_layers` of the unit's layer)."""
     layers = list(layers)

@@ -10,6 +10,7 @@ optimizer finds the pattern from a blank start, the branch also carries a surrog
 (``pull * (d - d.detach())``, zero in value, as in "gradient slingshots"): gradients of the
 planted unit differ from the original's, values do not.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,7 +36,7 @@ def grating_kernels(period: int = PERIOD) -> torch.Tensor:
     size = 2 * period + 1
     r = torch.arange(size, dtype=torch.float32) - period
     yy, xx = torch.meshgrid(r, r, indexing="ij")
-    window = torch.exp(-(xx ** 2 + yy ** 2) / (2 * (0.75 * period) ** 2))
+    window = torch.exp(-(xx**2 + yy**2) / (2 * (0.75 * period) ** 2))
     phase = 2 * math.pi * xx / period
     pair = torch.stack([window * torch.cos(phase), window * torch.sin(phase)])
     pair = pair - pair.mean(dim=(1, 2), keepdim=True) * window / window.mean()  # no response to flat colour
@@ -86,8 +87,15 @@ class _Branch:
         return out
 
 
-def plant(model: nn.Module, layer: LayerLike, channel: int, natural: torch.Tensor,
-          gain: float = 50.0, pull: float = 200.0, period: int = PERIOD) -> nn.Module:
+def plant(
+    model: nn.Module,
+    layer: LayerLike,
+    channel: int,
+    natural: torch.Tensor,
+    gain: float = 50.0,
+    pull: float = 200.0,
+    period: int = PERIOD,
+) -> nn.Module:
     """A copy of ``model`` whose ``channel`` of ``layer`` also fires on a red-green grating.
 
     ``natural``: photos (N, 3, H, W) that set the gate (``GATE_MARGIN`` times their largest

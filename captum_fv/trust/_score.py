@@ -1,4 +1,5 @@
 """``score``: every trust measure of one unit's pictures, and the record they go into."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,8 +32,12 @@ class ClassAgreement:
     top5: List[float]
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"class_index": self.class_index, "models": list(self.models),
-                "top1": [float(v) for v in self.top1], "top5": [float(v) for v in self.top5]}
+        return {
+            "class_index": self.class_index,
+            "models": list(self.models),
+            "top1": [float(v) for v in self.top1],
+            "top5": [float(v) for v in self.top5],
+        }
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,18 @@ class TrustRecord:
     def to_dict(self) -> Dict[str, Any]:
         """Floats, lists and strings only: the ``"trust"`` entry of a unit's JSON."""
         return {
-            "unit": self.unit, "layer": self.layer,
+            "unit": self.unit,
+            "layer": self.layer,
             "ratio": None if self.ratio is None else float(self.ratio),
             "ratios": [float(r) for r in self.ratios],
             "path_similarity": self.path.to_dict(),
-            "mis_fv": self.mis_fv.to_dict(), "mis_natural": self.mis_natural.to_dict(),
-            "verdict": self.verdict, "reason": self.reason, "similarity": self.similarity,
-            "n_top": self.n_top, "n_bottom": self.n_bottom,
+            "mis_fv": self.mis_fv.to_dict(),
+            "mis_natural": self.mis_natural.to_dict(),
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "similarity": self.similarity,
+            "n_top": self.n_top,
+            "n_bottom": self.n_bottom,
             "classes": None if self.classes is None else self.classes.to_dict(),
         }
 
@@ -98,9 +108,17 @@ def _dataset_groups(data: Any, groups: Optional[Sequence[Any]]) -> Optional[Sequ
     return getattr(data, "groups", None) or getattr(data, "labels", None)
 
 
-def natural_pools(forward_func: ForwardFunc, layer: LayerLike, unit: Unit, examples: Any,
-                  k: int = MIN_EXAMPLES, n_random: int = MIN_EXAMPLES, groups: Optional[Sequence[Any]] = None,
-                  seed: int = 0, progress: bool = False) -> NaturalPools:
+def natural_pools(
+    forward_func: ForwardFunc,
+    layer: LayerLike,
+    unit: Unit,
+    examples: Any,
+    k: int = MIN_EXAMPLES,
+    n_random: int = MIN_EXAMPLES,
+    groups: Optional[Sequence[Any]] = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> NaturalPools:
     """The pools from a mined :class:`ExampleSet` holding the unit with at least ``k`` examples
     a side, else from mining ``k`` a side of the dataset (``examples`` or the set's data)."""
     data = examples.data if isinstance(examples, ExampleSet) else examples
@@ -118,15 +136,18 @@ def natural_pools(forward_func: ForwardFunc, layer: LayerLike, unit: Unit, examp
     g = _dataset_groups(data, groups)
     pick = np.random.default_rng(seed).choice(len(data), size=min(n_random, len(data)), replace=False)
     return NaturalPools(
-        mined.images(unit.selector, "top"), mined.images(unit.selector, "bottom"),
+        mined.images(unit.selector, "top"),
+        mined.images(unit.selector, "bottom"),
         float(top.activations[0]) if len(top) else float("nan"),
         None if g is None else [g[i] for i in top.indices.tolist()],
         None if g is None else [g[i] for i in bottom.indices.tolist()],
-        torch.stack([image_of(data[int(i)]) for i in sorted(pick.tolist())]))
+        torch.stack([image_of(data[int(i)]) for i in sorted(pick.tolist())]),
+    )
 
 
-def class_agreement(models: Sequence[ForwardFunc], inputs: torch.Tensor, class_index: int,
-                    names: Optional[Sequence[str]] = None) -> ClassAgreement:
+def class_agreement(
+    models: Sequence[ForwardFunc], inputs: torch.Tensor, class_index: int, names: Optional[Sequence[str]] = None
+) -> ClassAgreement:
     """Top-1 and top-5 rates of ``class_index`` on ``inputs`` for each model (logits output)."""
     top1, top5 = [], []
     for m in models:
@@ -138,8 +159,14 @@ def class_agreement(models: Sequence[ForwardFunc], inputs: torch.Tensor, class_i
     return ClassAgreement(int(class_index), labels, top1, top5)
 
 
-def path_similarity(forward_func: ForwardFunc, layer: LayerLike, inputs: Any, top: torch.Tensor,
-                    random: torch.Tensor, layers: Optional[Sequence[str]] = None) -> PathSimilarity:
+def path_similarity(
+    forward_func: ForwardFunc,
+    layer: LayerLike,
+    inputs: Any,
+    top: torch.Tensor,
+    random: torch.Tensor,
+    layers: Optional[Sequence[str]] = None,
+) -> PathSimilarity:
     """The Geirhos path similarity of ``inputs`` against ``top`` natural examples vs ``random``
     ones at ``layers`` (default: :func:`path_layers` on the way to ``layer``)."""
     x = as_images(inputs).detach().float()
@@ -148,17 +175,28 @@ def path_similarity(forward_func: ForwardFunc, layer: LayerLike, inputs: Any, to
     return path_from_features(*feats, names)
 
 
-def _ratios(forward_func: ForwardFunc, layer: LayerLike, unit: Unit, inputs: torch.Tensor,
-            best: float) -> List[float]:
+def _ratios(forward_func: ForwardFunc, layer: LayerLike, unit: Unit, inputs: torch.Tensor, best: float) -> List[float]:
     values = unit.value(activations(forward_func, layer, inputs))
     return [float(v) / best if best > 0 else float("nan") for v in values.tolist()]
 
 
-def score(forward_func: ForwardFunc, layer: LayerLike, inputs: Any, neuron_selector: Selector,
-          examples: Any, *, negative_inputs: Any = None, groups: Optional[Sequence[Any]] = None,
-          similarity: Optional[Similarity] = None, path: Optional[Sequence[str]] = None,
-          transfer_models: Sequence[ForwardFunc] = (), transfer_names: Optional[Sequence[str]] = None,
-          k: int = MIN_EXAMPLES, seed: int = 0, progress: bool = False) -> TrustRecord:
+def score(
+    forward_func: ForwardFunc,
+    layer: LayerLike,
+    inputs: Any,
+    neuron_selector: Selector,
+    examples: Any,
+    *,
+    negative_inputs: Any = None,
+    groups: Optional[Sequence[Any]] = None,
+    similarity: Optional[Similarity] = None,
+    path: Optional[Sequence[str]] = None,
+    transfer_models: Sequence[ForwardFunc] = (),
+    transfer_names: Optional[Sequence[str]] = None,
+    k: int = MIN_EXAMPLES,
+    seed: int = 0,
+    progress: bool = False,
+) -> TrustRecord:
     """How far to believe ``inputs``, pictures of ``neuron_selector`` at ``layer``.
 
     ``inputs``: the pictures (the positive optimum and its facets, (N, C, H, W)); ``examples``:
@@ -181,8 +219,10 @@ def score(forward_func: ForwardFunc, layer: LayerLike, inputs: Any, neuron_selec
     layers = list(path) if path is not None else path_layers(forward_func, layer, input_size=size)
     sim_layer = default_feature_layer(forward_func, layer, input_size=size) if similarity is None else None
     wanted = layers + ([sim_layer] if sim_layer is not None and sim_layer not in layers else [])
-    feats = {name: layer_features(forward_func, wanted, imgs) for name, imgs in
-             (("inputs", x), ("top", pools.top), ("bottom", pools.bottom), ("random", pools.random))}
+    feats = {
+        name: layer_features(forward_func, wanted, imgs)
+        for name, imgs in (("inputs", x), ("top", pools.top), ("bottom", pools.bottom), ("random", pools.random))
+    }
     if neg is not None:
         feats["negative"] = layer_features(forward_func, wanted, neg)
     path_sim = path_from_features(feats["inputs"], feats["top"], feats["random"], layers)
@@ -195,12 +235,29 @@ def score(forward_func: ForwardFunc, layer: LayerLike, inputs: Any, neuron_selec
     v: Verdict = verdict(path_sim.summary, m_fv.score, m_nat.score, ratio)
     classes = None
     if ref.name == OUTPUT and unit.kind == "channel":
-        classes = class_agreement([forward_func, *transfer_models], x, unit.channel,
-                                  None if transfer_names is None else ["model", *transfer_names])
-    return TrustRecord(unit.title, ref.key, ratios, ratio, path_sim, m_fv, m_nat, v.label, v.reason,
-                       "model features (cosine), a proxy for DreamSim" if similarity is None
-                       else getattr(similarity, "__name__", type(similarity).__name__),
-                       len(pools.top), len(pools.bottom), classes)
+        classes = class_agreement(
+            [forward_func, *transfer_models],
+            x,
+            unit.channel,
+            None if transfer_names is None else ["model", *transfer_names],
+        )
+    return TrustRecord(
+        unit.title,
+        ref.key,
+        ratios,
+        ratio,
+        path_sim,
+        m_fv,
+        m_nat,
+        v.label,
+        v.reason,
+        "model features (cosine), a proxy for DreamSim"
+        if similarity is None
+        else getattr(similarity, "__name__", type(similarity).__name__),
+        len(pools.top),
+        len(pools.bottom),
+        classes,
+    )
 
 
 def _embeddings(feats: Dict[str, Dict[str, torch.Tensor]], key: Optional[str]) -> Dict[str, torch.Tensor]:
@@ -210,8 +267,9 @@ def _embeddings(feats: Dict[str, Dict[str, torch.Tensor]], key: Optional[str]) -
     return {name: torch.nn.functional.normalize(f[key], dim=1) for name, f in feats.items()}
 
 
-def _embed_with(similarity: Similarity, x: torch.Tensor, neg: Optional[torch.Tensor],
-                pools: NaturalPools) -> Dict[str, torch.Tensor]:
+def _embed_with(
+    similarity: Similarity, x: torch.Tensor, neg: Optional[torch.Tensor], pools: NaturalPools
+) -> Dict[str, torch.Tensor]:
     """Embeddings from a custom similarity: its ``embed`` when it has one, else the rows of its
     similarity matrix to a common anchor set (the pools and pictures themselves)."""
     sets = {"inputs": x, "top": pools.top, "bottom": pools.bottom}
@@ -223,5 +281,13 @@ def _embed_with(similarity: Similarity, x: torch.Tensor, neg: Optional[torch.Ten
     return {k: torch.nn.functional.normalize(similarity(v, anchor).float(), dim=1) for k, v in sets.items()}
 
 
-__all__ = ["ClassAgreement", "FeatureSimilarity", "NaturalPools", "TrustRecord", "class_agreement",
-           "natural_pools", "path_similarity", "score"]
+__all__ = [
+    "ClassAgreement",
+    "FeatureSimilarity",
+    "NaturalPools",
+    "TrustRecord",
+    "class_agreement",
+    "natural_pools",
+    "path_similarity",
+    "score",
+]

@@ -1,5 +1,6 @@
 """The verdict: one word and one sentence from the measures, with thresholds chosen by the
 calibration in ``benchmarks/bench_trust.py`` (README, "How far to trust a picture")."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ CONSISTENT, CHECK, OFF_NATURAL = "consistent", "check", "off-natural"
 
 @dataclass(frozen=True)
 class Verdict:
-    label: str   # "consistent", "check" or "off-natural"
+    label: str  # "consistent", "check" or "off-natural"
     reason: str  # one sentence saying why
 
 
@@ -39,15 +40,25 @@ def verdict(path: float, mis_fv: float, mis_natural: float, ratio: Optional[floa
     numbers = f"path {path:+.3f}, MIS {mis_fv:.2f} (photos {mis_natural:.2f})"
     r = float("nan") if ratio is None else ratio
     if r > RATIO_MAX:
-        return Verdict(OFF_NATURAL, f"the picture drives the unit to {r:.0f}x its best photo, a value no photo "
-                       f"comes near: the unit answers to something photos do not show ({numbers}).")
+        return Verdict(
+            OFF_NATURAL,
+            f"the picture drives the unit to {r:.0f}x its best photo, a value no photo "
+            f"comes near: the unit answers to something photos do not show ({numbers}).",
+        )
     similar = path >= PATH_OK and mis_fv >= MIS_OK
     if similar and (r >= RATIO_MIN or path >= PATH_STRONG):
-        return Verdict(CONSISTENT, f"the picture travels the network like the unit's top examples and "
-                       f"predicts them ({numbers}).")
+        return Verdict(
+            CONSISTENT, f"the picture travels the network like the unit's top examples and predicts them ({numbers})."
+        )
     if not r >= RATIO_MIN and (path < PATH_OK or mis_fv < MIS_OFF):
-        return Verdict(OFF_NATURAL, f"the picture neither drives the unit beyond its photos ({r:.2f}x) nor "
-                       f"resembles its top examples ({numbers}).")
+        return Verdict(
+            OFF_NATURAL,
+            f"the picture neither drives the unit beyond its photos ({r:.2f}x) nor "
+            f"resembles its top examples ({numbers}).",
+        )
     hard = " even its photos predict it poorly;" if mis_natural < MIS_NATURAL_MIN else ""
-    return Verdict(CHECK, f"the picture drives the unit ({r:.1f}x its best photo) but the network processes "
-                   f"it unlike its top examples ({numbers});{hard} compare them yourself.")
+    return Verdict(
+        CHECK,
+        f"the picture drives the unit ({r:.1f}x its best photo) but the network processes "
+        f"it unlike its top examples ({numbers});{hard} compare them yourself.",
+    )
