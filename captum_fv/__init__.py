@@ -36,7 +36,7 @@ from .mining import DatasetExamples, Examples, ExampleSet
 from .objectives import Objective
 from .recipe import Recipe, recipes
 from .registry import register_attribution, register_objective
-from .render import NonFiniteObjectiveError, RenderResult, render
+from .rendering import NonFiniteObjectiveError, RenderResult, render
 from .report import NeuronReport
 from .unit import ChannelSelector, Unit, as_units, channel
 from .version import __version__ as __version__

@@ -27,7 +27,7 @@ from .addressing import LayerLike, resolve_layer
 from .modelinfo import module_of
 from .objectives.matching import inversion
 from .recipe import prior_layers, reference_activations
-from .render import render
+from .rendering import render
 from .unit import Selector, as_units, is_many, units_objective
 
 #: Weight of the closeness term, in units of the layer's activation spread on the photos.

@@ -19,7 +19,7 @@ from .mining import DatasetExamples
 from .modelinfo import OutputKey, infer_in_channels, model_dtype, module_of
 from .objectives.base import Objective
 from .objectives.diversity import diversity as _diversity_objective
-from .render import render
+from .rendering import render
 from .rescue import RescueConfig
 from .unit import Selector, Unit, as_units, is_many, units_objective
 

@@ -13,7 +13,7 @@ from captum_fv import param
 from captum_fv import transforms as tf
 from captum_fv.heatmap import transparent
 from captum_fv.objectives.base import Objective
-from captum_fv.render import slot_values, view_args
+from captum_fv.rendering import slot_values, view_args
 
 
 def decorrelated_spectrum(p, images):

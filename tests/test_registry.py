@@ -10,7 +10,7 @@ from torch import nn
 from captum_fv import objectives, registry
 from captum_fv.attribution import attribute
 from captum_fv.objectives import Objective
-from captum_fv.render import render
+from captum_fv.rendering import render
 
 OBJECTIVES = [
     "channel",

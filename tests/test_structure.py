@@ -22,7 +22,7 @@ KNOWN_CYCLE_EDGES: Set[Tuple[str, str]] = set()  # objectives<->units, attributi
 # Private names used outside their module.
 KNOWN_PRIVATE_NAMES: Set[str] = set()  # selector/mining/units privates: fixed
 # Package-root names that are a function hiding the module of the same name.
-KNOWN_SHADOWED: Set[str] = {"render"}
+KNOWN_SHADOWED: Set[str] = set()
 # Modules over MAX_LINES lines.
 KNOWN_LONG: Set[str] = set()  # attribution.py, mining.py: split into packages
 

@@ -12,15 +12,18 @@ registered by it under its name; write your own the same way.
 """
 
 # Import order is registration order, which is the order `captum-fv objectives` lists them in.
+# isort: off
+# The registry lists objectives in the order they are defined: the unit objectives come first.
 from .base import Context, Objective, as_objective
+from .factory import PerSlot, objective
+from .units import channel, class_logit, class_probability, deepdream, layer, neuron
 from .directions import direction, random_direction
 from .diversity import diversity, gram, similarity
-from .factory import PerSlot, objective
 from .interpolation import alignment, channel_interpolate
 from .matching import inversion, style
 from .penalties import blur, l1, l2, total_variation
 from .prior import feature_prior
-from .units import channel, class_logit, class_probability, deepdream, layer, neuron
+# isort: on
 
 __all__ = [
     "Context",
