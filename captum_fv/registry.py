@@ -15,7 +15,6 @@ torch.Size([4, 3, 64, 64])
 >>> print(catalog())
 kind         name                  description
 -----------  --------------------  -----------
-...
 objective    channel               Mean activation of channel ``unit`` over all positions.
 ...
 objective    sparse_channel        (no description)
@@ -141,7 +140,6 @@ def catalog(width: int = 100) -> str:
     >>> print(catalog())
     kind         name                  description
     -----------  --------------------  -----------
-    ...
     objective    channel               Mean activation of channel ``unit`` over all positions.
     ...
     """
