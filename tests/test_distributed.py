@@ -25,6 +25,7 @@ from conftest import make_tiny
 from PIL import Image
 
 from captum_fv import distributed as D
+from captum_fv.evolution import FeatureEvolution
 from captum_fv.mining import DatasetExamples
 from captum_fv.report import NeuronReport
 
@@ -249,6 +250,7 @@ def _worker(rank: int, port: int, root: str) -> None:
         mined = mining_cases()
         NeuronReport(make_tiny(), "conv2", Images(), **REPORT_KW).run(UNITS, Path(root) / "report")
         NeuronReport(make_tiny(), "conv2", Images(), **REPORT_KW).run([6], Path(root) / "one_chunk")
+        helpers["evolved"] = sorted(evolution(Path(root), "evolution").units)
     finally:
         D.destroy()
     # The group is really gone: its gloo threads would otherwise outlive it and can abort the
@@ -257,8 +259,26 @@ def _worker(rank: int, port: int, root: str) -> None:
     torch.save({"helpers": helpers, "mined": mined}, Path(root) / f"rank{rank}.pt")
 
 
+def evolution(root: Path, out: str) -> FeatureEvolution:
+    """FeatureEvolution over two checkpoints of the tiny model (a re-initialization, its own weights)."""
+    paths = [root / "early.pt", root / "final.pt"]
+    if not paths[0].exists():
+        torch.save(make_tiny(seed=1).state_dict(), paths[0])
+        torch.save(make_tiny(seed=0).state_dict(), paths[1])
+    kw = dict(size=24, steps=4, k=2, max_batch=2, progress=False)  # chunks of 2 units: ranks get 2 and 1
+    ev = FeatureEvolution(make_tiny(), "conv2", paths, Images(), **kw)
+    ev.run(UNITS, root / out)
+    return ev
+
+
+def files_of(out: Path) -> Dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
 def test_two_processes_equal_one(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned workers inherit it
+    with one_thread():
+        evolution(tmp_path, "evolution_single")  # also writes the checkpoints the workers read
     torch.multiprocessing.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
     with one_thread():
         want = mining_cases()
@@ -298,6 +318,14 @@ def test_two_processes_equal_one(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "report" / "units").iterdir()) == [u["name"] for u in got]
     # one chunk for two processes: rank 1 optimizes nothing but still mines its share
     assert units_of(tmp_path / "one_chunk") == units_of(tmp_path / "single_one")
+
+    # FeatureEvolution deals its units across the ranks and writes the pages of one process, byte for byte
+    evolved = [res["helpers"]["evolved"] for res in results]  # chunks [0, 1], [2, 3], [4] dealt round-robin
+    assert evolved == [["channel_0000", "channel_0001", "channel_0004"], ["channel_0002", "channel_0003"]]
+    multi, single = files_of(tmp_path / "evolution"), files_of(tmp_path / "evolution_single")
+    assert sum(p.endswith("unit.json") for p in single) == len(UNITS) * 3  # per unit, and per checkpoint
+    assert multi.keys() == single.keys()
+    assert [p for p in single if multi[p] != single[p]] == []
 
 
 def _write_images(folder: Path, n: int = 7) -> None:
