@@ -124,7 +124,25 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default="efficientnet_lite0", help=model_help)
     r.add_argument("--weights", help="local state_dict file for the model")
     r.add_argument("--layer", default=None, help=f"layer name (default for the demo: {DEMO_LAYER})")
-    r.add_argument("--units", default=DEMO_UNITS, help="channels, e.g. 0-15 or 0,3,7")
+    r.add_argument("--units", default=None, help=f"channels, e.g. 0-15 or 0,3,7 (default {DEMO_UNITS})")
+    r.add_argument(
+        "--classes",
+        default=None,
+        help="class units of the model output instead of --layer/--units, e.g. 243,559 (ranges as for --units)",
+    )
+    r.add_argument(
+        "--transfer-model",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="with --classes: also report each class's top-1/top-5 on its pictures under this model "
+        "(same forms as --model; SPEC@FILE loads local weights); repeat it for several",
+    )
+    r.add_argument(
+        "--no-trust",
+        action="store_true",
+        help="skip the trust block (how far each picture agrees with the unit's photos; on by default)",
+    )
     r.add_argument("--data", default="sample", help="'sample' (bundled photos) or a folder of images")
     r.add_argument("--size", type=int, default=128, help="image size in pixels")
     r.add_argument("--steps", type=int, default=256, help="optimization steps")
@@ -225,7 +243,13 @@ def _report(args: argparse.Namespace) -> int:
     for name in ("size", "steps", "k", "max_batch"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    units = parse_units(args.units)
+    if args.classes is not None and (args.layer is not None or args.units is not None):
+        raise UsageError("--classes are units of the model output: drop --layer and --units, or drop --classes")
+    if args.transfer_model and args.classes is None:
+        raise UsageError("--transfer-model judges class units: add --classes, e.g. --classes 243,559")
+    if args.transfer_model and args.no_trust:
+        raise UsageError("--transfer-model is part of the trust block: drop --no-trust")
+    units = parse_units(args.classes if args.classes is not None else args.units or DEMO_UNITS)
     from .recipe import get_recipe
 
     try:
@@ -236,22 +260,12 @@ def _report(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         tune_cpu_allocator()  # our own process: large batches without page-fault storms
     model = load_model(args.model, args.weights).to(device)
-    layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
-    if layer is None:
-        raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
-    from .inspection import layers as list_layers
-
-    info = {row.name: row for row in list_layers(model, input_size=args.size)}
-    if layer not in info:
-        from .addressing import resolve_layer
-
-        try:
-            resolve_layer(model, layer)
-        except ValueError as e:
-            raise UsageError(str(e)) from e
-    n = info[layer].shape[0] if layer in info and info[layer].shape else None
-    if n is not None and max(units) >= n:
-        raise UsageError(f"--units goes up to {max(units)} but layer {layer!r} has {n} channels (0-{n - 1})")
+    transfer = [_transfer_model(spec).to(device) for spec in args.transfer_model]
+    if args.classes is not None:
+        layer = None
+        _check_classes(units, [("--model " + args.model, model)] + list(zip(args.transfer_model, transfer)), args.size)
+    else:
+        layer = _check_layer(model, args, units)
     from .registry import get_attribution
 
     try:
@@ -281,6 +295,9 @@ def _report(args: argparse.Namespace) -> int:
             output=None if args.output is None else int(args.output) if args.output.isdigit() else args.output,
             recipe=args.recipe,
             accentuate=args.accentuate,
+            trust=not args.no_trust,
+            transfer_models=transfer,
+            transfer_names=args.transfer_model,
         )
         index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:
@@ -290,6 +307,50 @@ def _report(args: argparse.Namespace) -> int:
             procs = f" on {distributed.world_size()} processes" if distributed.is_distributed() else ""
             print(f"report: {index.resolve()}  ({time.perf_counter() - t:.1f} s{procs}: {split})")
     return 0
+
+
+def _check_layer(model: nn.Module, args: argparse.Namespace, units: List[int]) -> str:
+    """--layer (the demo's for the default model), checked to exist and to hold --units."""
+    layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
+    if layer is None:
+        raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
+    from .inspection import layers as list_layers
+
+    info = {row.name: row for row in list_layers(model, input_size=args.size)}
+    if layer not in info:
+        from .addressing import resolve_layer
+
+        try:
+            resolve_layer(model, layer)
+        except ValueError as e:
+            raise UsageError(str(e)) from e
+    n = info[layer].shape[0] if layer in info and info[layer].shape else None
+    if n is not None and max(units) >= n:
+        raise UsageError(f"--units goes up to {max(units)} but layer {layer!r} has {n} channels (0-{n - 1})")
+    return layer
+
+
+def _transfer_model(spec: str) -> nn.Module:
+    """A --transfer-model: SPEC as for --model, SPEC@FILE with local weights."""
+    name, _, weights = spec.partition("@")
+    if weights and not Path(weights).is_file():
+        raise UsageError(f"--transfer-model {spec!r}: weights file {weights!r} does not exist")
+    try:
+        return load_model(name, weights or None)
+    except UsageError as e:
+        raise UsageError(f"--transfer-model {spec!r}: {e}") from e
+
+
+def _check_classes(units: List[int], models: List[tuple], size: int) -> None:
+    """Every class of --classes must be an output of the model and of each transfer model."""
+    from .modelinfo import infer_in_channels
+    from .visualization import activations
+
+    for label, m in models:
+        probe = torch.full((1, infer_in_channels(m, default=3), size, size), 0.5)
+        n = activations(m, None, probe).flatten(1).shape[1]
+        if max(units) >= n:
+            raise UsageError(f"--classes goes up to {max(units)} but {label} has {n} outputs (0-{n - 1})")
 
 
 def _evolve(args: argparse.Namespace) -> int:

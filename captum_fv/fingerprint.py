@@ -12,6 +12,8 @@ a unit was redone):
   (and the crops drawn from them); for any other dataset, its length and a digest of a seeded
   sample of items (a dataset may define ``fingerprint() -> str`` to say it better);
 * ``settings``: every report setting, the layer included;
+* ``trust``: the trust block's settings (:func:`captum_fv.trust.settings`, and the architecture
+  and weights of each transfer model), when the report measures trust;
 * ``unit``: the unit itself (added per unit).
 """
 
@@ -33,7 +35,7 @@ RESULTS_VERSION = 1
 SAMPLED_ITEMS = 16
 
 #: The order in which parts are compared and named when a unit is redone.
-PARTS = ("results", "architecture", "weights", "dataset", "settings", "unit")
+PARTS = ("results", "architecture", "weights", "dataset", "settings", "trust", "unit")
 
 
 def _sha(chunks: Iterable[bytes]) -> str:
@@ -121,17 +123,27 @@ def settings_digest(settings: Dict[str, Any]) -> str:
     return _sha([_text(settings)])
 
 
+def model_digest(module: Optional[nn.Module], forward_func: Any = None) -> Dict[str, str]:
+    """A model by its architecture and weights digests (how a report names a transfer model)."""
+    return {"architecture": architecture_digest(module, forward_func), "weights": weights_digest(module)}
+
+
 def fingerprint(
     module: Optional[nn.Module], forward_func: Any, dataset: Any, settings: Dict[str, Any]
 ) -> Dict[str, str]:
-    """The parts of a report's fingerprint that every unit shares (see the module docstring)."""
-    return {
+    """The parts of a report's fingerprint that every unit shares (see the module docstring).
+    A ``"trust"`` entry of ``settings`` is its own part (absent when the report has none)."""
+    rest = {k: v for k, v in settings.items() if k != "trust"}
+    parts = {
         "results": str(RESULTS_VERSION),
         "architecture": architecture_digest(module, forward_func),
         "weights": weights_digest(module),
         "dataset": dataset_digest(dataset),
-        "settings": settings_digest(settings),
+        "settings": settings_digest(rest),
     }
+    if "trust" in settings:
+        parts["trust"] = settings_digest(settings["trust"])
+    return parts
 
 
 def differences(stored: Any, current: Dict[str, str]) -> List[str]:

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from .. import distributed as dist_lib
 from .. import fingerprint as fp_lib
 from .. import recipe as recipe_lib
+from .. import trust as trust_lib
 from ..accentuation import Accentuation, accentuate
 from ..addressing import LayerLike
 from ..attribution import attribute
@@ -30,9 +31,9 @@ from ..progress import progress_bar
 from ..unit import Selector, Unit, as_units
 from ..version import __version__
 from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
-from . import folder, writer
+from . import folder, trustblock, writer
 from .figure import unit_figure
-from .records import BuiltUnit, UnitContext, build_unit, setting, unit_name
+from .records import BuiltUnit, FirstK, UnitContext, build_unit, setting, trust_index, unit_name
 from .resume import ResumePlan, plan, redo_all
 from .seeding import seeded
 
@@ -79,6 +80,9 @@ class NeuronReport:
         recipe: Optional[str] = None,
         accentuate: bool = False,
         accentuate_steps: int = 32,
+        trust: bool = True,
+        transfer_models: Sequence[Any] = (),
+        transfer_names: Optional[Sequence[str]] = None,
     ):
         if facets < 1 and facets != 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
@@ -100,11 +104,16 @@ class NeuronReport:
         self.output = output  # which entry of a structured model output is "the output"
         self.recipe = recipe_lib.get_recipe(recipe).name  # unknown names fail here, not mid-run
         self.accentuate, self.accentuate_steps = accentuate, accentuate_steps
+        self.trust = trust  # every unit's trust block (captum_fv.trust), on by default
+        self.transfer_models = list(transfer_models)  # class units: their top-1/top-5 on the pictures
+        self.transfer_names = trustblock.transfer_names(self.transfer_models, transfer_names)
         self.units: Dict[str, BuiltUnit] = {}  # name -> record (JSON-able), PNG arrays, tensors
         self._order: List[str] = []  # unit names in the order they were first asked for
         self._fp: Dict[str, str] = {}  # the fingerprint the units of the last build were made under
         self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
         self.timings: Dict[str, float] = {"optimization": 0.0, "mining": 0.0, "attribution": 0.0, "writing": 0.0}
+        if trust:
+            self.timings["trust"] = 0.0
 
     @property
     def settings(self) -> Dict[str, Any]:
@@ -126,6 +135,8 @@ class NeuronReport:
             # only when not the defaults, so reports made before recipes existed still resume
             **({"recipe": self.recipe} if self.recipe != recipe_lib.DEFAULT else {}),
             **({"accentuate_steps": self.accentuate_steps} if self.accentuate else {}),
+            # its own fingerprint part, so --resume says "trust changed"; absent when off
+            **({"trust": trustblock.trust_settings(self.transfer_models, self.transfer_names)} if self.trust else {}),
         }
 
     @property
@@ -175,17 +186,20 @@ class NeuronReport:
         progress = self.progress and (not self._shared or dist_lib.rank() == 0)
         needs_examples = recipe_lib.get_recipe(self.recipe).needs_examples
         # a dataset prior needs the examples of every unit in the chunks optimized, not just todo's
-        mined = self._mine(units if needs_examples else todo, progress)
+        full = self._mine(units if needs_examples else todo, progress)
+        mined = FirstK(full, self.k)
         vis = self._optimize(units, wanted, progress, mined if needs_examples else None)
         position = {n: i for i, n in reversed(list(enumerate(names)))}
-        self._attribute(todo, vis, mined, position, on_unit, progress)
+        self._attribute(todo, vis, mined, position, on_unit, progress, full)
         return self
 
     def _mine(self, units: List[Unit], progress: bool) -> ExampleSet:
+        """One pass for every unit: the report's ``k`` a side, or as many as the trust block
+        needs (the pages show the first ``k``: see :class:`FirstK`)."""
         t = time.perf_counter()
         mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
             self.dataset,
-            k=self.k,
+            k=max(self.k, trust_lib.MIN_EXAMPLES) if self.trust else self.k,
             batch_size=self.batch_size,
             units=[u.selector for u in units],
             progress=progress,
@@ -196,7 +210,7 @@ class NeuronReport:
         return mined
 
     def _optimize(
-        self, units: List[Unit], wanted: set, progress: bool, mined: Optional[ExampleSet] = None
+        self, units: List[Unit], wanted: set, progress: bool, mined: Optional[FirstK] = None
     ) -> Dict[str, Visualization]:
         """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them);
         ``mined``: the units' examples, for a recipe with a dataset prior."""
@@ -235,16 +249,19 @@ class NeuronReport:
         self,
         units: List[Unit],
         vis: Dict[str, Visualization],
-        mined: ExampleSet,
+        mined: FirstK,
         position: Dict[str, int],
         on_unit: Optional[Callable[[str], None]],
         progress: bool,
+        full: ExampleSet,
     ) -> None:
-        """Attribute the top examples of each unit this rank optimized, and record the unit."""
+        """Attribute the top examples of each unit this rank optimized, measure how far to trust
+        its pictures, and record the unit."""
         device = model_device(module_of(self.forward_func))
         ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
         mine = [u for u in units if u.file_name in vis]  # all of them in a single process
         accents = self._accentuate(mine, mined) if self.accentuate and mine else {}
+        block = self._trust_block() if self.trust and mine else None
         with dist_lib.all_or_none(self._shared):
             for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
                 name = unit.file_name
@@ -261,11 +278,28 @@ class NeuronReport:
                         **self.attribution_kwargs,
                     )
                 self.timings["attribution"] += time.perf_counter() - t
-                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att, accents.get(name))
+                trusted = None
+                if block is not None:
+                    t = time.perf_counter()
+                    trusted = block.unit(unit, vis[name], full, self.layer)
+                    self.timings["trust"] += time.perf_counter() - t
+                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att, accents.get(name), trusted)
                 if on_unit is not None:
                     on_unit(name)
 
-    def _accentuate(self, units: List[Unit], mined: ExampleSet) -> Dict[str, Accentuation]:
+    def _trust_block(self) -> trustblock.TrustBlock:
+        return trustblock.TrustBlock(
+            self.forward_func,
+            self.layer_spec,
+            self.dataset,
+            self.transfer_models,
+            self.transfer_names,
+            self.seed,
+            self.additional_forward_args,
+            self.output,
+        )
+
+    def _accentuate(self, units: List[Unit], mined: FirstK) -> Dict[str, Accentuation]:
         """Every top example of ``units`` accentuated, in one batch (what beside where)."""
         t = time.perf_counter()
         tops = [self._top_inputs(mined, u)[0] for u in units]
@@ -296,7 +330,7 @@ class NeuronReport:
             return False
         return forward_args_of(first) is not None
 
-    def _top_inputs(self, mined: ExampleSet, unit: Unit) -> Tuple[torch.Tensor, Any]:
+    def _top_inputs(self, mined: FirstK, unit: Unit) -> Tuple[torch.Tensor, Any]:
         """The unit's top examples and their extra forward arguments: the dataset items' own
         (``"additional_forward_args"`` of dict items), else the report's, one row per example."""
         indices = mined.top(unit.selector).indices.tolist()
@@ -357,6 +391,9 @@ class NeuronReport:
             "units": records,
             "missing": missing,
         }
+        trust = trust_index(records)
+        if trust is not None:
+            report["trust"] = trust
         context = {
             "layer": self.layer,
             "model": self.model_name,
@@ -365,6 +402,7 @@ class NeuronReport:
             "version": __version__,
             "missing": missing,
             "units": [dict(r, files_positive=r["files_layout"]["positive"]) for r in records],
+            "trust": trust,
         }
         index = writer.write_index(out_dir, context, report)
         self.timings["writing"] += time.perf_counter() - t

@@ -15,8 +15,11 @@ import torch
 
 from ..heatmap import overlay
 from ..items import image_of
+from ..mining import Examples
+from ..trust import VERDICTS, TrustSummary
 from ..unit import Selector, Unit
 from ..visualization import Visualization
+from .trustplot import PLOT_FILE, path_plot
 from .writer import to_png_array
 
 
@@ -35,11 +38,34 @@ class BuiltUnit:
     """A unit once built: its JSON record, its PNG arrays by file name, and the tensors behind them."""
 
     record: Dict[str, Any]
-    arrays: Dict[str, np.ndarray]
+    arrays: Dict[str, Any]  # PNG arrays, and the text of the trust plot (SVG)
     visualization: Visualization
     top_images: torch.Tensor
     attribution: Any  # captum_fv.attribution.Attribution
     accentuation: Any = None  # captum_fv.accentuation.Accentuation of the top examples, when asked for
+    trust: Any = None  # captum_fv.trust.TrustRecord of the optimum and facets, when measured
+
+
+class FirstK:
+    """The first ``k`` examples of each side of an ExampleSet mined with more: the trust block
+    needs 29 a side, the pages show the report's ``k`` (the first k of a larger top-k are the
+    top-k, ties included, so the pages do not change)."""
+
+    def __init__(self, mined: Any, k: int) -> None:
+        self.mined, self.k, self.data = mined, k, mined.data
+
+    def _first(self, ex: Examples) -> Examples:
+        pos = None if ex.positions is None else ex.positions[: self.k]
+        return Examples(ex.indices[: self.k], ex.activations[: self.k], pos)
+
+    def top(self, unit: Any) -> Examples:
+        return self._first(self.mined.top(unit))
+
+    def bottom(self, unit: Any) -> Examples:
+        return self._first(self.mined.bottom(unit))
+
+    def spectrum(self, unit: Any) -> List[Any]:
+        return [(label, self._first(ex)) for label, ex in self.mined.spectrum(unit)]
 
 
 @dataclass
@@ -194,11 +220,47 @@ def add_accentuation(record: Dict[str, Any], arrays: Dict[str, np.ndarray], acc:
         arrays[entry["accentuated"]] = to_png_array(acc.images[j])
 
 
+def add_trust(record: Dict[str, Any], arrays: Dict[str, Any], trust: Any) -> None:
+    """The trust block: the record's ``"trust"`` entry, and the path-similarity plot when measured."""
+    record["trust"] = trust.to_dict()
+    record["files_layout"]["trust_path"] = PLOT_FILE if trust.path is not None else None
+    if trust.path is not None:
+        arrays[PLOT_FILE] = path_plot(trust.path)
+
+
 def build_unit(
-    ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor, att: Any, accentuation: Any = None
+    ctx: UnitContext,
+    unit: Unit,
+    v: Visualization,
+    mined: Any,
+    top: torch.Tensor,
+    att: Any,
+    accentuation: Any = None,
+    trust: Any = None,
 ) -> BuiltUnit:
     record = unit_record(ctx, unit, v, mined, top, att)
-    arrays = unit_arrays(record, v, top, att, ctx.dataset)
+    arrays: Dict[str, Any] = dict(unit_arrays(record, v, top, att, ctx.dataset))
     if accentuation is not None:
         add_accentuation(record, arrays, accentuation)
-    return BuiltUnit(record, arrays, v, top, att, accentuation)
+    if trust is not None:
+        add_trust(record, arrays, trust)
+    return BuiltUnit(record, arrays, v, top, att, accentuation, trust)
+
+
+def trust_index(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """What an index lists of the units' trust blocks: per unit its :class:`TrustSummary` (with
+    the unit's name and title), the count of each verdict, and whether any unit is a class
+    unit (then top-1/top-5 columns); None when no unit has a trust block."""
+    rows = [
+        dict(TrustSummary.from_dict(r["trust"]).to_dict(), name=r["name"], title=r["title"])
+        for r in records
+        if r.get("trust")
+    ]
+    if not rows:
+        return None
+    counts = {v: sum(row["verdict"] == v for row in rows) for v in VERDICTS}
+    return {
+        "verdicts": {v: n for v, n in counts.items() if n},
+        "classes": any(row["top1"] is not None for row in rows),
+        "units": rows,
+    }

@@ -77,7 +77,7 @@ def write_unit(
     page_context: Dict[str, Any],
     html: Optional[str] = None,
 ) -> Path:
-    """Write one unit's PNGs, ``unit.json`` and page atomically into ``out_dir/units/name``
+    """Write one unit's PNGs (text for str entries), ``unit.json`` and page atomically into ``out_dir/units/name``
     (``html``: the page itself, else the report's unit page rendered with ``page_context``)."""
     units = Path(out_dir) / UNITS_DIR
     units.mkdir(parents=True, exist_ok=True)
@@ -85,9 +85,12 @@ def write_unit(
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=units))
     try:
         files = {}
-        for fname, arr in images.items():
+        for fname, content in images.items():
             path = safe_child(tmp, fname)
-            Image.fromarray(arr).save(path, optimize=False)
+            if isinstance(content, str):  # a drawing as text (the trust plot's SVG)
+                path.write_text(content, encoding="utf-8")
+            else:
+                Image.fromarray(content).save(path, optimize=False)
         page = html if html is not None else _env().get_template("unit.html").render(**page_context)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         for p in sorted(tmp.iterdir()):

@@ -4,13 +4,14 @@ it processes the unit's top natural examples, at every layer on the way to the u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from ._features import ForwardFunc, layer_features
+from ..addressing import LayerLike
+from ._features import ForwardFunc, as_images, path_layers, set_features
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,10 +57,16 @@ def path_from_features(
 
 
 def path_similarity(
-    forward_func: ForwardFunc, inputs: torch.Tensor, top: torch.Tensor, random: torch.Tensor, layers: Sequence[str]
+    forward_func: ForwardFunc,
+    layer: LayerLike,
+    inputs: torch.Tensor,
+    top: torch.Tensor,
+    random: torch.Tensor,
+    layers: Optional[Sequence[str]] = None,
 ) -> PathSimilarity:
     """The path similarity of ``inputs`` to ``top`` natural examples vs ``random`` ones at
-    ``layers`` (e.g. :func:`captum_fv.trust.path_layers` of the unit's layer)."""
-    layers = list(layers)
-    feats = [layer_features(forward_func, layers, imgs) for imgs in (inputs, top, random)]
-    return path_from_features(*feats, layers)
+    ``layers`` (default: :func:`captum_fv.trust.path_layers` of ``layer``), one hooked model."""
+    x = as_images(inputs).detach().float()
+    names = list(layers) if layers is not None else path_layers(forward_func, layer, probe=x[:1])
+    feats = set_features(forward_func, names, [x, top, random])
+    return path_from_features(*feats, names)

@@ -1,183 +1,230 @@
-"""``score``: every trust measure of one unit's pictures, and the record they go into."""
+"""``score``: every trust measure of one unit's pictures; :class:`TrustScorer` for many units."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..addressing import OUTPUT, LayerLike, resolve_layer
-from ..items import image_of
-from ..mining import DatasetExamples, ExampleSet
+from ..mining import ExampleSet
 from ..modelinfo import module_of
 from ..unit import Selector, Unit
 from ..visualization import activations
-from ._features import ForwardFunc, as_images, default_feature_layer, layer_features, path_layers
-from ._mis import MIN_EXAMPLES, MIS, FeatureSimilarity, Similarity, mis, plan_trials
-from ._path import PathSimilarity, path_from_features
-from ._verdict import Verdict, verdict
+from ._features import PATH_LAYERS, ForwardFunc, as_images, feature_layer, path_layers, set_features
+from ._mis import MIN_EXAMPLES, MIS_SCALE, REFERENCES, TRIALS, Similarity, mis, plan_trials
+from ._path import path_from_features
+from ._pools import check_size, dataset_groups, has_item_args, mined_for, random_indices, read
+from ._records import ClassAgreement, TrustRecord
+from ._verdict import thresholds, verdict
+
+SIMILARITY_NAME = "model features (cosine), a proxy for DreamSim"
+#: Raise whenever a change alters what a trust record holds: reports redo units measured before.
+TRUST_VERSION = 1
 
 
-@dataclass(frozen=True)
-class ClassAgreement:
-    """For a class unit: does each model (``"model"`` is the audited one, then the transfer
-    models in order) put the class first (``top1``) or among its five best (``top5``), as a
-    fraction of the inputs?"""
-
-    class_index: int
-    models: List[str]
-    top1: List[float]
-    top5: List[float]
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "class_index": self.class_index,
-            "models": list(self.models),
-            "top1": [float(v) for v in self.top1],
-            "top5": [float(v) for v in self.top5],
-        }
-
-
-@dataclass(frozen=True)
-class TrustRecord:
-    """How far to believe one unit's pictures (see the README, "How far to trust a picture").
-
-    ``ratios``: each input's activation over the best natural one (``ratio``: their mean);
-    ``path``: the Geirhos path similarity; ``mis_fv`` / ``mis_natural``: the machine
-    interpretability score with the pictures / natural examples as explanations; ``classes``:
-    for class units; ``verdict`` and ``reason``; ``similarity``: what judged image similarity."""
-
-    unit: str
-    layer: str
-    ratios: List[float]
-    ratio: Optional[float]
-    path: PathSimilarity
-    mis_fv: MIS
-    mis_natural: MIS
-    verdict: str
-    reason: str
-    similarity: str
-    n_top: int
-    n_bottom: int
-    classes: Optional[ClassAgreement] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def path_similarity(self) -> float:
-        return self.path.summary
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Floats, lists and strings only: the ``"trust"`` entry of a unit's JSON."""
-        return {
-            "unit": self.unit,
-            "layer": self.layer,
-            "ratio": None if self.ratio is None else float(self.ratio),
-            "ratios": [float(r) for r in self.ratios],
-            "path_similarity": self.path.to_dict(),
-            "mis_fv": self.mis_fv.to_dict(),
-            "mis_natural": self.mis_natural.to_dict(),
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "similarity": self.similarity,
-            "n_top": self.n_top,
-            "n_bottom": self.n_bottom,
-            "classes": None if self.classes is None else self.classes.to_dict(),
-        }
-
-
-@dataclass(frozen=True)
-class NaturalPools:
-    """The natural images the measures compare with: the unit's top and bottom examples (best
-    first) with the source image of each (``None``: unknown), and a seeded random sample."""
-
-    top: torch.Tensor
-    bottom: torch.Tensor
-    best: float
-    top_groups: Optional[List[Any]]
-    bottom_groups: Optional[List[Any]]
-    random: torch.Tensor
-
-
-def _dataset_groups(data: Any, groups: Optional[Sequence[Any]]) -> Optional[Sequence[Any]]:
-    """Which source image each dataset item came from: ``groups`` if given, else the dataset's
-    ``.groups``, else its ``.labels`` (for :func:`captum_fv.data.sample_images`, the photo)."""
-    if groups is not None:
-        return groups
-    return getattr(data, "groups", None) or getattr(data, "labels", None)
-
-
-def natural_pools(
-    forward_func: ForwardFunc,
-    layer: LayerLike,
-    unit: Unit,
-    examples: Any,
-    k: int = MIN_EXAMPLES,
-    n_random: int = MIN_EXAMPLES,
-    groups: Optional[Sequence[Any]] = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> NaturalPools:
-    """The pools from a mined :class:`ExampleSet` holding the unit with at least ``k`` examples
-    a side, else from mining ``k`` a side of the dataset (``examples`` or the set's data)."""
-    data = examples.data if isinstance(examples, ExampleSet) else examples
-    if data is None or not hasattr(data, "__getitem__"):
-        raise TypeError("trust needs an indexable dataset (or an ExampleSet whose data is one)")
-    mined = examples if isinstance(examples, ExampleSet) and examples.k >= k else None
-    if mined is not None:
-        try:
-            mined.top(unit.selector)
-        except KeyError:
-            mined = None
-    if mined is None:
-        mined = DatasetExamples(forward_func, layer).collect(data, k=k, units=[unit.selector], progress=progress)
-    top, bottom = mined.top(unit.selector), mined.bottom(unit.selector)
-    g = _dataset_groups(data, groups)
-    pick = np.random.default_rng(seed).choice(len(data), size=min(n_random, len(data)), replace=False)
-    return NaturalPools(
-        mined.images(unit.selector, "top"),
-        mined.images(unit.selector, "bottom"),
-        float(top.activations[0]) if len(top) else float("nan"),
-        None if g is None else [g[i] for i in top.indices.tolist()],
-        None if g is None else [g[i] for i in bottom.indices.tolist()],
-        torch.stack([image_of(data[int(i)]) for i in sorted(pick.tolist())]),
-    )
+def settings(k: int = MIN_EXAMPLES) -> Dict[str, Any]:
+    """Everything that decides a trust record besides the model, data and pictures: what a
+    report's fingerprint holds for ``--resume``."""
+    return {
+        "version": TRUST_VERSION,
+        "k": k,
+        "trials": TRIALS,
+        "references": REFERENCES,
+        "mis_scale": MIS_SCALE,
+        "path_layers": PATH_LAYERS,
+        "similarity": SIMILARITY_NAME,
+        "thresholds": thresholds(),
+    }
 
 
 def class_agreement(
-    models: Sequence[ForwardFunc], inputs: torch.Tensor, class_index: int, names: Optional[Sequence[str]] = None
+    models: Sequence[ForwardFunc],
+    inputs: torch.Tensor,
+    class_index: int,
+    names: Optional[Sequence[str]] = None,
+    additional_forward_args: Any = None,
+    output: Any = None,
 ) -> ClassAgreement:
     """Top-1 and top-5 rates of ``class_index`` on ``inputs`` for each model (logits output)."""
     top1, top5 = [], []
     for m in models:
-        logits = activations(m, None, inputs).flatten(1)
-        best = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        logits = activations(m, None, inputs, additional_forward_args=additional_forward_args, output=output)
+        logits = logits.flatten(1)
+        best = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
         top1.append(float((best[:, 0] == class_index).float().mean()))
         top5.append(float((best == class_index).any(1).float().mean()))
     labels = list(names) if names is not None else ["model"] + [f"transfer {i}" for i in range(1, len(models))]
     return ClassAgreement(int(class_index), labels, top1, top5)
 
 
-def path_similarity(
-    forward_func: ForwardFunc,
-    layer: LayerLike,
-    inputs: Any,
-    top: torch.Tensor,
-    random: torch.Tensor,
-    layers: Optional[Sequence[str]] = None,
-) -> PathSimilarity:
-    """The Geirhos path similarity of ``inputs`` against ``top`` natural examples vs ``random``
-    ones at ``layers`` (default: :func:`path_layers` on the way to ``layer``)."""
-    x = as_images(inputs).detach().float()
-    names = list(layers) if layers is not None else path_layers(forward_func, layer, input_size=int(x.shape[-1]))
-    feats = [layer_features(forward_func, names, imgs) for imgs in (x, top, random)]
-    return path_from_features(*feats, names)
+class TrustScorer:
+    """Judges pictures of units of ``layer`` against the natural images of ``data``, sharing
+    the work between units: the path layers are traced once and the random photos' features
+    computed once; each unit's sets run in their own batches, so its record does not depend on
+    which other units were scored. Arguments as for :func:`score`; raises
+    :class:`NotEnoughExamples` when ``data`` holds fewer than ``2 * k`` items.
 
+    >>> s = fv.trust.TrustScorer(model, "_blocks.8", fv.data.sample_images(size=64, crops=8))
+    >>> rec = s.score(torch.rand(2, 3, 64, 64), 12)
+    >>> rec.n_top, rec.n_bottom, rec.path.layers[-1], rec.verdict in fv.trust.VERDICTS
+    (29, 29, '_blocks.8', True)
+    """
 
-def _ratios(forward_func: ForwardFunc, layer: LayerLike, unit: Unit, inputs: torch.Tensor, best: float) -> List[float]:
-    values = unit.value(activations(forward_func, layer, inputs))
-    return [float(v) / best if best > 0 else float("nan") for v in values.tolist()]
+    def __init__(
+        self,
+        forward_func: ForwardFunc,
+        layer: LayerLike,
+        data: Any,
+        *,
+        groups: Optional[Sequence[Any]] = None,
+        similarity: Optional[Similarity] = None,
+        path: Optional[Sequence[str]] = None,
+        transfer_models: Sequence[ForwardFunc] = (),
+        transfer_names: Optional[Sequence[str]] = None,
+        k: int = MIN_EXAMPLES,
+        seed: int = 0,
+        additional_forward_args: Any = None,
+        output: Any = None,
+        progress: bool = False,
+    ) -> None:
+        data = data.data if isinstance(data, ExampleSet) else data
+        check_size(data, k)
+        self.forward_func, self.layer, self.data, self.k, self.seed = forward_func, layer, data, k, seed
+        self.ref = resolve_layer(module_of(forward_func), layer)
+        self.groups = dataset_groups(data, groups)
+        self.similarity, self.progress = similarity, progress
+        self.transfer_models = list(transfer_models)
+        self.transfer_names = None if transfer_names is None else list(transfer_names)
+        self.args, self.output = additional_forward_args, output
+        self.item_args = has_item_args(data)
+        self._path: Optional[List[str]] = None if path is None else list(path)
+        self._sim_layer: Optional[str] = None
+        self._random: Optional[Dict[str, torch.Tensor]] = None
+
+    def _prepare(self, probe: torch.Tensor) -> None:
+        """Trace the path layers with ``probe`` and compute the random photos' features, once."""
+        if self._random is not None:
+            return
+        if self._path is None:
+            self._path = path_layers(self.forward_func, self.layer, probe=probe, additional_forward_args=self.args)
+        if self.similarity is None:
+            self._sim_layer = feature_layer(self._path, self.ref.name == OUTPUT)
+            if self._sim_layer is None:
+                raise ValueError("no layer to judge similarity at; pass similarity=")
+        r = read(self.data, random_indices(len(self.data), self.k, self.seed), None)
+        self._random = set_features(self.forward_func, self._wanted, [r.images], [self._data_args(r.args)])[0]
+
+    @property
+    def _wanted(self) -> List[str]:
+        layers = list(self._path or [])
+        return layers + ([self._sim_layer] if self._sim_layer and self._sim_layer not in layers else [])
+
+    def _data_args(self, item_args: Any) -> Any:
+        return item_args if self.item_args else self.args
+
+    def score(
+        self,
+        inputs: Any,
+        neuron_selector: Selector,
+        examples: Optional[ExampleSet] = None,
+        *,
+        negative_inputs: Any = None,
+        values: Optional[Sequence[float]] = None,
+    ) -> TrustRecord:
+        """The record of ``inputs``, pictures of ``neuron_selector``; ``examples``: an
+        :class:`ExampleSet` that mined the unit with at least ``k`` a side (else it is mined);
+        ``values``: the unit's value on each input when already known (else computed)."""
+        unit = Unit.parse(neuron_selector)
+        x = as_images(inputs).detach().float()
+        neg = None if negative_inputs is None else as_images(negative_inputs).detach().float()
+        self._prepare(x[:1])
+        assert self._random is not None and self._path is not None
+        mined = mined_for(
+            self.forward_func,
+            self.layer,
+            unit,
+            self.data if examples is None else examples,
+            self.k,
+            self.progress,
+            self.args,
+        )
+        top_ex, bottom_ex = mined.top(unit.selector), mined.bottom(unit.selector)
+        top, bottom = (
+            read(self.data, top_ex.indices.tolist(), self.groups),
+            read(self.data, bottom_ex.indices.tolist(), self.groups),
+        )
+        sets = [x, top.images, bottom.images] + ([neg] if neg is not None else [])
+        args = [self.args, self._data_args(top.args), self._data_args(bottom.args)] + (
+            [self.args] if neg is not None else []
+        )
+        f = dict(
+            zip(("inputs", "top", "bottom", "negative"), set_features(self.forward_func, self._wanted, sets, args))
+        )
+        path_sim = path_from_features(f["inputs"], f["top"], self._random, self._path)
+        emb = self._embeddings(f, x, neg, top.images, bottom.images)
+        trials = plan_trials(len(top.images), len(bottom.images), top.groups, bottom.groups, seed=self.seed)
+        m_nat = mis(emb["top"], emb["bottom"], trials)
+        m_fv = mis(
+            emb["top"], emb["bottom"], trials, explanations=emb["inputs"], negative_explanations=emb.get("negative")
+        )
+        best = float(top_ex.activations[0])
+        if values is None and unit.kind == "channel" and self.ref.key in f["inputs"]:
+            values = f["inputs"][self.ref.key][:, unit.channel].tolist()  # a channel's value is its mean
+        if values is None:
+            values = unit.value(
+                activations(self.forward_func, self.layer, x, additional_forward_args=self.args, output=self.output)
+            ).tolist()
+        ratios = [float(v) / best if best > 0 else float("nan") for v in values]
+        ratio = float(np.mean(ratios)) if ratios and np.isfinite(ratios).all() else None
+        v = verdict(path_sim.summary, m_fv.score, m_nat.score, ratio)
+        classes = None
+        if self.ref.name == OUTPUT and unit.kind == "channel":
+            names = None if self.transfer_names is None else ["model", *self.transfer_names]
+            classes = class_agreement(
+                [self.forward_func, *self.transfer_models], x, unit.channel, names, self.args, self.output
+            )
+        sim_name = (
+            SIMILARITY_NAME
+            if self.similarity is None
+            else getattr(self.similarity, "__name__", type(self.similarity).__name__)
+        )
+        return TrustRecord(
+            unit.title,
+            self.ref.key,
+            ratios,
+            ratio,
+            path_sim,
+            m_fv,
+            m_nat,
+            v.label,
+            v.reason,
+            sim_name,
+            len(top.images),
+            len(bottom.images),
+            classes,
+            self.groups is not None,
+        )
+
+    def _embeddings(
+        self,
+        feats: Dict[str, Dict[str, torch.Tensor]],
+        x: torch.Tensor,
+        neg: Optional[torch.Tensor],
+        top: torch.Tensor,
+        bottom: torch.Tensor,
+    ) -> Dict[str, torch.Tensor]:
+        """Unit-norm embeddings of every set: the model's features at the similarity layer, or
+        a custom similarity's ``embed``, else its similarity rows to a common anchor set."""
+        if self.similarity is None:
+            return {name: torch.nn.functional.normalize(f[self._sim_layer], dim=1) for name, f in feats.items()}
+        sets = {"inputs": x, "top": top, "bottom": bottom, **({"negative": neg} if neg is not None else {})}
+        sim = self.similarity
+        if hasattr(sim, "embed"):
+            return {k: torch.nn.functional.normalize(sim.embed(v), dim=1) for k, v in sets.items()}
+        anchor = torch.cat(list(sets.values()))
+        return {k: torch.nn.functional.normalize(sim(v, anchor).float(), dim=1) for k, v in sets.items()}
 
 
 def score(
@@ -195,99 +242,41 @@ def score(
     transfer_names: Optional[Sequence[str]] = None,
     k: int = MIN_EXAMPLES,
     seed: int = 0,
+    additional_forward_args: Any = None,
     progress: bool = False,
 ) -> TrustRecord:
     """How far to believe ``inputs``, pictures of ``neuron_selector`` at ``layer``.
 
     ``inputs``: the pictures (the positive optimum and its facets, (N, C, H, W)); ``examples``:
-    a dataset, or an :class:`ExampleSet` that mined the unit (re-mined when it holds fewer than
-    ``k`` examples a side); ``negative_inputs``: the negative optimum, shown as the bottom
-    references of the 2AFC (else the pictures' resemblance to the top references alone decides);
-    ``groups``: which source image each dataset item came from, so references and queries come
-    from different images (default: the dataset's ``.groups`` or ``.labels``); ``similarity``: a
-    function of two image batches returning their (N, M) similarity (default: cosine of the
-    model's own features at ``layer``, a proxy for DreamSim); ``path``: the layers of the path
-    similarity (default: :func:`path_layers`). ``layer=None`` with an int selector is a class
-    unit: its record adds the top-1/top-5 of the model and of ``transfer_models``.
+    a dataset of at least ``2 * k`` items, or an :class:`ExampleSet` that mined the unit
+    (re-mined when it holds fewer than ``k`` examples a side); ``negative_inputs``: the
+    negative optimum, shown as the bottom references of the 2AFC (else the pictures'
+    resemblance to the top references alone decides); ``groups``: which source image each
+    dataset item came from, so references and queries come from different images (default: the
+    dataset's ``.groups``, or the photo of a :func:`captum_fv.data.sample_images` crop);
+    ``similarity``: a function of two image batches returning their (N, M) similarity (default:
+    cosine of the model's own features one path layer before ``layer``, a proxy for DreamSim);
+    ``path``: the layers of the path similarity (default: :func:`path_layers`);
+    ``additional_forward_args``: Captum's, for every picture and every item without its own.
+    ``layer=None`` with an int selector is a class unit: its record adds the top-1/top-5 of the
+    model and of ``transfer_models``. A dataset too small raises :class:`NotEnoughExamples`.
     """
-    unit = Unit.parse(neuron_selector)
-    ref = resolve_layer(module_of(forward_func), layer)
-    x = as_images(inputs).detach().float()
-    neg = None if negative_inputs is None else as_images(negative_inputs).detach().float()
-    pools = natural_pools(forward_func, layer, unit, examples, k=k, groups=groups, seed=seed, progress=progress)
-    size = int(x.shape[-1])
-    layers = list(path) if path is not None else path_layers(forward_func, layer, input_size=size)
-    sim_layer = default_feature_layer(forward_func, layer, input_size=size) if similarity is None else None
-    wanted = layers + ([sim_layer] if sim_layer is not None and sim_layer not in layers else [])
-    feats = {
-        name: layer_features(forward_func, wanted, imgs)
-        for name, imgs in (("inputs", x), ("top", pools.top), ("bottom", pools.bottom), ("random", pools.random))
-    }
-    if neg is not None:
-        feats["negative"] = layer_features(forward_func, wanted, neg)
-    path_sim = path_from_features(feats["inputs"], feats["top"], feats["random"], layers)
-    emb = _embeddings(feats, sim_layer) if similarity is None else _embed_with(similarity, x, neg, pools)
-    trials = plan_trials(len(pools.top), len(pools.bottom), pools.top_groups, pools.bottom_groups, seed=seed)
-    m_nat = mis(emb["top"], emb["bottom"], trials)
-    m_fv = mis(emb["top"], emb["bottom"], trials, explanations=emb["inputs"], negative_explanations=emb.get("negative"))
-    ratios = _ratios(forward_func, layer, unit, x, pools.best)
-    ratio = float(np.mean(ratios)) if ratios and np.isfinite(ratios).all() else None
-    v: Verdict = verdict(path_sim.summary, m_fv.score, m_nat.score, ratio)
-    classes = None
-    if ref.name == OUTPUT and unit.kind == "channel":
-        classes = class_agreement(
-            [forward_func, *transfer_models],
-            x,
-            unit.channel,
-            None if transfer_names is None else ["model", *transfer_names],
-        )
-    return TrustRecord(
-        unit.title,
-        ref.key,
-        ratios,
-        ratio,
-        path_sim,
-        m_fv,
-        m_nat,
-        v.label,
-        v.reason,
-        "model features (cosine), a proxy for DreamSim"
-        if similarity is None
-        else getattr(similarity, "__name__", type(similarity).__name__),
-        len(pools.top),
-        len(pools.bottom),
-        classes,
+    scorer = TrustScorer(
+        forward_func,
+        layer,
+        examples,
+        groups=groups,
+        similarity=similarity,
+        path=path,
+        transfer_models=transfer_models,
+        transfer_names=transfer_names,
+        k=k,
+        seed=seed,
+        additional_forward_args=additional_forward_args,
+        progress=progress,
     )
+    ex = examples if isinstance(examples, ExampleSet) else None
+    return scorer.score(inputs, neuron_selector, ex, negative_inputs=negative_inputs)
 
 
-def _embeddings(feats: Dict[str, Dict[str, torch.Tensor]], key: Optional[str]) -> Dict[str, torch.Tensor]:
-    """Unit-norm features of every set at the similarity layer."""
-    if key is None:
-        raise ValueError("no layer to judge similarity at; pass similarity=")
-    return {name: torch.nn.functional.normalize(f[key], dim=1) for name, f in feats.items()}
-
-
-def _embed_with(
-    similarity: Similarity, x: torch.Tensor, neg: Optional[torch.Tensor], pools: NaturalPools
-) -> Dict[str, torch.Tensor]:
-    """Embeddings from a custom similarity: its ``embed`` when it has one, else the rows of its
-    similarity matrix to a common anchor set (the pools and pictures themselves)."""
-    sets = {"inputs": x, "top": pools.top, "bottom": pools.bottom}
-    if neg is not None:
-        sets["negative"] = neg
-    if hasattr(similarity, "embed"):
-        return {k: torch.nn.functional.normalize(similarity.embed(v), dim=1) for k, v in sets.items()}
-    anchor = torch.cat(list(sets.values()))
-    return {k: torch.nn.functional.normalize(similarity(v, anchor).float(), dim=1) for k, v in sets.items()}
-
-
-__all__ = [
-    "ClassAgreement",
-    "FeatureSimilarity",
-    "NaturalPools",
-    "TrustRecord",
-    "class_agreement",
-    "natural_pools",
-    "path_similarity",
-    "score",
-]
+__all__ = ["TrustScorer", "class_agreement", "score", "settings", "TRUST_VERSION"]

@@ -4,7 +4,7 @@ calibration in ``benchmarks/bench_trust.py`` (README, "How far to trust a pictur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Dict, Optional
 
 #: Path similarity (mean of top - random Spearman over the path) from which the picture travels the
 #: network like the unit's top examples, and the stronger level that vouches for a picture
@@ -23,11 +23,28 @@ RATIO_MAX = 20.0
 RATIO_MIN = 1.5
 
 CONSISTENT, CHECK, OFF_NATURAL = "consistent", "check", "off-natural"
+#: The verdict of a unit the dataset is too small to judge (no measures computed).
+NOT_ENOUGH = "not enough examples"
+#: Every verdict, most trusted first (an index sorts by this order).
+VERDICTS = (CONSISTENT, CHECK, OFF_NATURAL, NOT_ENOUGH)
+
+
+def thresholds() -> Dict[str, float]:
+    """The verdict's thresholds by name."""
+    return {
+        "PATH_OK": PATH_OK,
+        "PATH_STRONG": PATH_STRONG,
+        "MIS_OK": MIS_OK,
+        "MIS_OFF": MIS_OFF,
+        "MIS_NATURAL_MIN": MIS_NATURAL_MIN,
+        "RATIO_MAX": RATIO_MAX,
+        "RATIO_MIN": RATIO_MIN,
+    }
 
 
 @dataclass(frozen=True)
 class Verdict:
-    label: str  # "consistent", "check" or "off-natural"
+    label: str  # "consistent", "check", "off-natural" (or "not enough examples")
     reason: str  # one sentence saying why
 
 
@@ -50,13 +67,22 @@ def verdict(path: float, mis_fv: float, mis_natural: float, ratio: Optional[floa
         return Verdict(
             CONSISTENT, f"the picture travels the network like the unit's top examples and predicts them ({numbers})."
         )
+    undefined = "no photo drives the unit above zero (there is no ratio to judge by)"
     if not r >= RATIO_MIN and (path < PATH_OK or mis_fv < MIS_OFF):
+        if ratio is None:
+            return Verdict(OFF_NATURAL, f"{undefined}, and the picture does not resemble its top examples ({numbers}).")
         return Verdict(
             OFF_NATURAL,
-            f"the picture neither drives the unit beyond its photos ({r:.2f}x) nor "
-            f"resembles its top examples ({numbers}).",
+            f"the picture neither drives the unit beyond its photos ({r:.2f}x) nor resembles its top examples "
+            f"({numbers}).",
         )
     hard = " even its photos predict it poorly;" if mis_natural < MIS_NATURAL_MIN else ""
+    if ratio is None:
+        return Verdict(
+            CHECK,
+            f"{undefined}, and the picture resembles its top examples only weakly ({numbers});{hard} "
+            "compare them yourself.",
+        )
     return Verdict(
         CHECK,
         f"the picture drives the unit ({r:.1f}x its best photo) but the network processes "

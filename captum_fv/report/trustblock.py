@@ -1,0 +1,70 @@
+"""A report's trust block: every unit's positive optimum and facets judged by
+:class:`captum_fv.trust.TrustScorer` against the report's dataset, with what decides it for
+``--resume``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from .. import fingerprint as fp_lib
+from .. import trust as trust_lib
+from ..modelinfo import module_of
+from ..unit import Unit
+from ..visualization import Visualization
+
+
+def transfer_names(models: Sequence[Any], names: Optional[Sequence[str]]) -> List[str]:
+    """One name per transfer model: ``names``, or "transfer 1", "transfer 2", ..."""
+    out = list(names) if names is not None else [f"transfer {i + 1}" for i in range(len(models))]
+    if len(out) != len(models):
+        raise ValueError(f"{len(out)} transfer_names for {len(models)} transfer_models; give one name per model")
+    return out
+
+
+def trust_settings(models: Sequence[Any], names: Sequence[str]) -> Dict[str, Any]:
+    """:func:`captum_fv.trust.settings` and each transfer model's name, architecture and weights."""
+    transfer = [dict(fp_lib.model_digest(module_of(m), m), name=n) for m, n in zip(models, names)]
+    return dict(trust_lib.settings(), transfer=transfer)
+
+
+class TrustBlock:
+    """The scorer of one build, shared by its units; when the dataset is too small, every unit
+    gets the verdict "not enough examples" with the reason instead."""
+
+    def __init__(
+        self,
+        forward_func: Any,
+        layer: Any,
+        dataset: Any,
+        transfer_models: Sequence[Any],
+        names: Sequence[str],
+        seed: int,
+        additional_forward_args: Any,
+        output: Any,
+    ) -> None:
+        self.scorer: Optional[trust_lib.TrustScorer] = None
+        self.shortfall = ""
+        try:
+            self.scorer = trust_lib.TrustScorer(
+                forward_func,
+                layer,
+                dataset,
+                transfer_models=transfer_models,
+                transfer_names=names,
+                seed=seed,
+                additional_forward_args=additional_forward_args,
+                output=output,
+            )
+        except trust_lib.NotEnoughExamples as e:
+            self.shortfall = str(e)
+
+    def unit(self, unit: Unit, v: Visualization, mined: Any, layer: str) -> trust_lib.TrustRecord:
+        """The record of the unit's positive optimum and facets (the negative optimum as the
+        bottom explanation), reusing their activations and the examples ``mined`` (>= 29 a side)."""
+        if self.scorer is None:
+            return trust_lib.TrustRecord.not_enough(unit.title, layer, f"not enough examples: {self.shortfall}.")
+        values = torch.cat([v.activation["positive"].flatten(), v.activation["facets"].flatten()]).tolist()
+        pictures = torch.cat([v.positive, v.facets])
+        return self.scorer.score(pictures, unit.selector, mined, negative_inputs=v.negative, values=values)
