@@ -14,6 +14,7 @@ optimum maximizes its negation, and penalties are costs you subtract.
 # emitted once, when Captum (imported by the modules below) first imports tqdm.auto.
 from . import (
     data,
+    labels,
     metrics,
     models,
     objectives,
@@ -44,6 +45,7 @@ from .visualization import NeuronVisualization, Visualization, activations
 
 __all__ = [
     "data",
+    "labels",
     "metrics",
     "models",
     "objectives",
