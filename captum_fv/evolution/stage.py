@@ -60,7 +60,7 @@ def stage_unit(unit: Unit, vis: Visualization, mined: ExampleSet, row: int, imag
         "top": [float(a) for a in top.activations],
         "top_indices": top.indices.tolist(),
         "median": median,
-        "ratio": optimum / best if best else None,
+        "ratio": optimum / best if best is not None and best > 0 else None,  # a ratio of negatives reads backwards
         "dead": bool(vis.dead),
     }
     return StageUnit(unit.file_name, arrays, stats)
