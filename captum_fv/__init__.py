@@ -13,6 +13,7 @@ optimum maximizes its negation, and penalties are costs you subtract.
 # First: progress installs the filter for tqdm.auto's "IProgress not found" warning, which is
 # emitted once, when Captum (imported by the modules below) first imports tqdm.auto.
 from . import (
+    atlas,
     data,
     labels,
     metrics,
@@ -44,6 +45,7 @@ from .version import __version__ as __version__
 from .visualization import NeuronVisualization, Visualization, activations
 
 __all__ = [
+    "atlas",
     "data",
     "labels",
     "metrics",
