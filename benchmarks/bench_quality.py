@@ -1,18 +1,23 @@
 """Quality benchmark: per recipe (``fv.recipes()``), how believable and how strong the pictures are.
 
-    python benchmarks/bench_quality.py [classes|channels|sweeps ...] [--quick] [--recipes fourier,maco]
+    python benchmarks/bench_quality.py [classes|channels|sweeps ...] [--quick] [--recipes fourier,maco] [--threads N]
 
-(``--recipes none``: no ``recipe=`` argument at all, the render's default.)
+(``--recipes none``: no ``recipe=`` argument at all, the render's default for the objective kind.)
+``--threads 1`` is much faster on a machine whose cores other processes keep busy (PyTorch's
+worker threads spin waiting for each other); CPU seconds are printed beside wall seconds.
 
 * classes:  16 ImageNet classes rendered on EfficientNet-Lite0 (224 px, batch 16, 128 steps): own top-1,
             and top-1 / top-5 on EfficientNet-Lite1 and -Lite2, fed the same 224 px images (the models take
             any size) and, as a second reading, the images resized to each model's training resolution
             (240 / 260). Contact sheets go to benchmarks/out/: ``classes_<recipe>.png`` (class index and name
-            under each image) and ``classes_<recipe>_blind.png`` (shuffled, numbered only; the key is in
-            ``classes_<recipe>_blind_key.json``) for naming each image's class blind.
+            under each image) and ``classes_<recipe>_blind.png`` (shuffled, numbered only, no labels; the
+            key, position -> class, is in ``classes_<recipe>_key.json``) for naming each image's class
+            blind; the images themselves in ``classes_<recipe>.pt``.
 * channels: 16 evenly spaced channels in each of three layers, early to late: activation over the best
             natural crop (256 crops of the bundled photos, ``sample_images(size=128, crops=32)``) and
-            high-frequency energy (``fv.metrics.high_frequency_energy``; natural photos measure 0.02-0.07).
+            high-frequency energy (``fv.metrics.high_frequency_energy``; natural photos measure 0.02-0.07);
+            a contact sheet per layer and recipe, ``channels_<recipe>_<layer>.png`` (the unit's image over
+            its best natural crop).
 * sweeps:   64 channels each of ``_blocks.8._depthwise_conv`` and ``_blocks.8`` in one batch (96 px,
             96 steps): how many end below their best natural crop, how many raise, how many end exactly 0,
             and how many the render reports as dead.
@@ -164,7 +169,7 @@ def bench_classes(
     examples = class_examples(lite0, classes, s) if any(map(needs_examples, recipes)) else None
     rows = []
     for recipe in recipes:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         res = fv.render(
             lite0,
             obj.class_logit(classes, batch=range(len(classes))),
@@ -181,6 +186,7 @@ def bench_classes(
             row[f"{name}@{native}_top1"], row[f"{name}@{native}_top5"] = topk_hits(model, res.images, classes, native)
         row["hf_energy"] = float(fv.metrics.high_frequency_energy(res.images).median())
         row["seconds"] = round(time.perf_counter() - t, 1)
+        row["cpu_seconds"] = round(time.process_time() - c, 1)
         rows.append(row)
         save_class_sheets(res.images, classes, labels, str(recipe))
     return rows
@@ -194,8 +200,9 @@ def save_class_sheets(images: torch.Tensor, classes: Sequence[int], labels: Sequ
         images[order], [f"#{i + 1}" for i in range(len(order))], os.path.join(OUT, f"classes_{recipe}_blind.png")
     )
     key = {f"#{i + 1}": {"class": classes[j], "label": labels[classes[j]]} for i, j in enumerate(order)}
-    with open(os.path.join(OUT, f"classes_{recipe}_blind_key.json"), "w") as f:
+    with open(os.path.join(OUT, f"classes_{recipe}_key.json"), "w") as f:
         json.dump(key, f, indent=1)
+    torch.save(images, os.path.join(OUT, f"classes_{recipe}.pt"))
 
 
 # ----------------------------------------------------------------------------- channels and sweeps
@@ -209,6 +216,7 @@ class UnitRun:
     hf_energy: torch.Tensor | None  # (U,)
     error: str | None
     warnings: list[str]
+    images: torch.Tensor | None = None  # (U, 3, H, W)
 
 
 def natural_best(model: nn.Module, layer: str, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,8 +249,9 @@ def run_units(
         except Exception as err:  # noqa: BLE001 - the benchmark counts failures rather than stopping
             return UnitRun(None, None, f"{type(err).__name__}: {err}", [str(w.message) for w in caught])
     reached = torch.stack([v.activation["positive"].flatten()[0] for v in vs])
-    hfe = fv.metrics.high_frequency_energy(torch.cat([v.positive for v in vs]))
-    return UnitRun(reached, hfe, None, [str(w.message) for w in caught])
+    images = torch.cat([v.positive for v in vs])
+    hfe = fv.metrics.high_frequency_energy(images)
+    return UnitRun(reached, hfe, None, [str(w.message) for w in caught], images)
 
 
 def bench_channels(model: nn.Module, recipes: Sequence[str | None], s: Settings) -> list[dict[str, object]]:
@@ -254,7 +263,7 @@ def bench_channels(model: nn.Module, recipes: Sequence[str | None], s: Settings)
         examples = top_k(means[:, units], pool, TOP_EXAMPLES)
         natural_hfe = fv.metrics.high_frequency_energy(torch.cat(examples[:4])).median()
         for recipe in recipes:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             run = run_units(model, layer, units, s.channel_size, s.channel_steps, recipe, examples)
             row: dict[str, object] = {
                 "recipe": str(recipe),
@@ -274,9 +283,20 @@ def bench_channels(model: nn.Module, recipes: Sequence[str | None], s: Settings)
                     max_hf=float(run.hf_energy.max()),
                     hf_in_natural_range=int(((run.hf_energy >= 0.02) & (run.hf_energy <= 0.07)).sum()),
                 )
+                save_channel_sheet(run.images, [ex[0] for ex in examples], units, ratio, f"{recipe}_{layer}")
             row["warnings"], row["seconds"] = len(run.warnings), round(time.perf_counter() - t, 1)
+            row["cpu_seconds"] = round(time.process_time() - c, 1)
             rows.append(row)
     return rows
+
+
+def save_channel_sheet(
+    images: torch.Tensor, best: Sequence[torch.Tensor], units: Sequence[int], ratio: torch.Tensor, name: str
+) -> None:
+    """Each unit's image beside its best natural crop (captions: channel and activation / best)."""
+    pairs = torch.stack([t for img, nat in zip(images, best) for t in (img, nat)])
+    captions = [c for u, r in zip(units, ratio.tolist()) for c in (f"ch{u} x{r:.2f}", "best natural")]
+    contact_sheet(pairs, captions, os.path.join(OUT, f"channels_{name}.png"), cols=8)
 
 
 def bench_sweeps(model: nn.Module, recipes: Sequence[str | None], s: Settings) -> list[dict[str, object]]:
@@ -287,7 +307,7 @@ def bench_sweeps(model: nn.Module, recipes: Sequence[str | None], s: Settings) -
         units = list(range(min(s.sweep_units, means.shape[1])))
         examples = top_k(means[:, units], pool, TOP_EXAMPLES)
         for recipe in recipes:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             run = run_units(model, layer, units, s.sweep_size, s.sweep_steps, recipe, examples)
             row: dict[str, object] = {"recipe": str(recipe), "layer": layer, "units": len(units)}
             if run.reached is None:
@@ -301,6 +321,7 @@ def bench_sweeps(model: nn.Module, recipes: Sequence[str | None], s: Settings) -
                 )
             row["dead_warnings"] = sum("dead" in w or "zero gradient" in w for w in run.warnings)
             row["seconds"] = round(time.perf_counter() - t, 1)
+            row["cpu_seconds"] = round(time.process_time() - c, 1)
             rows.append(row)
             if run.error:
                 print(f"  {layer} / {recipe}: {run.error[:300]}")
@@ -326,6 +347,8 @@ def main(argv: Sequence[str]) -> None:
         arg = argv[list(argv).index("--recipes") + 1]
     parts = [p for p in argv if p in ("classes", "channels", "sweeps")] or ["classes", "channels", "sweeps"]
     recipes = recipe_names(arg)
+    if "--threads" in argv:
+        torch.set_num_threads(int(argv[list(argv).index("--threads") + 1]))
     fv.tune_cpu_allocator()
     torch.manual_seed(0)
     print(f"settings: {asdict(s)}\nrecipes: {recipes}  threads: {torch.get_num_threads()}")
@@ -333,7 +356,7 @@ def main(argv: Sequence[str]) -> None:
     results: dict[str, object] = {"settings": asdict(s), "recipes": [str(r) for r in recipes]}
     timings = []
     for part in parts:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         if part == "classes":
             others = {"lite1": fv.models.efficientnet_lite1(), "lite2": fv.models.efficientnet_lite2()}
             rows = bench_classes(lite0, others, recipes, s)
@@ -356,13 +379,31 @@ def main(argv: Sequence[str]) -> None:
                 rows,
             )
         results[part] = rows
-        timings.append([part, round(time.perf_counter() - t, 1)])
-    print(table("wall time per part", ["part", "seconds"], timings))
+        timings.append([part, round(time.perf_counter() - t, 1), round(time.process_time() - c, 1)])
+    print(table("time per part", ["part", "wall seconds", "cpu seconds"], timings))
     results["timings"] = timings
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "bench_quality_quick.json" if quick else "bench_quality.json"), "w") as f:
-        json.dump(results, f, indent=1, default=str)
+    save_results(results, os.path.join(OUT, "bench_quality_quick.json" if quick else "bench_quality.json"))
     print(f"contact sheets and figures in {OUT}")
+
+
+def save_results(results: dict[str, object], path: str) -> None:
+    """Write ``results``, keeping rows of an earlier run of the same settings for recipes (and
+    parts) this run did not measure, so parts and recipes can be run one at a time."""
+    old: dict[str, object] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    if old.get("settings") == results["settings"]:
+        ran = set(results["recipes"])
+        for part in ("classes", "channels", "sweeps"):
+            kept = [r for r in old.get(part, []) if part not in results or r["recipe"] not in ran]
+            if kept or part in results:
+                results[part] = kept + list(results.get(part, []))
+        results["recipes"] = list(dict.fromkeys(list(old.get("recipes", [])) + list(results["recipes"])))
+        results["timings"] = list(old.get("timings", [])) + list(results["timings"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ from .objectives.prior import feature_prior, resample_sorted, sorted_reference
 Size = Union[int, Sequence[int]]
 OptimizerFactory = Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]
 
-#: The recipe of a render that names none.
+#: The recipe of a render that names none (for units; see :func:`default_recipe`).
 DEFAULT = "fourier"
+#: The recipe each objective kind gets when a render names none (see :func:`default_recipe`).
+DEFAULTS: Dict[str, str] = {"class": "fourier", "unit": DEFAULT}
 #: Weight of the "aligned" prior, in units of the unit layer's typical activation on its examples.
 PRIOR_WEIGHT = 1.0
 
@@ -142,6 +144,23 @@ def get_recipe(name: Union[None, str, Recipe]) -> Recipe:
     if key not in _RECIPES:
         raise ValueError(f"unknown recipe {name!r}; the recipes are: {', '.join(_RECIPES)}")
     return _RECIPES[key]
+
+
+def objective_kind(objective: Objective) -> str:
+    """``"class"`` for an objective that reads only the model's output (class logits or
+    probabilities), else ``"unit"`` (channels, neurons, directions of hidden layers).
+
+    >>> objective_kind(obj.class_logit(3)), objective_kind(obj.channel("_blocks.8", 3))
+    ('class', 'unit')
+    """
+    return "class" if objective.layers and all(layer in (None, OUTPUT) for layer in objective.layers) else "unit"
+
+
+def default_recipe(objective: Objective, param: Optional[nn.Module] = None) -> str:
+    """The recipe a render of ``objective`` gets when it names none: :data:`DEFAULTS` by
+    :func:`objective_kind`, chosen on ``benchmarks/bench_quality.py`` (README, "Quality"). With an
+    explicit ``param`` it is :data:`DEFAULT`, whose optimizer and lr suit the Fourier images."""
+    return DEFAULT if param is not None else DEFAULTS[objective_kind(objective)]
 
 
 @dataclass

@@ -305,9 +305,10 @@ def render(
     ``additional_forward_args``: extra model arguments, as in Captum (the model runs as
     ``model(x, *args)``); the same serve every batch slot, a tensor whose first dim is 1 being
     expanded along the batch (see :func:`captum_fv.hooks.batch_args`); ``recipe``: a name from
-    :func:`captum_fv.recipes` (default ``"fourier"``) giving the parameterization, transforms,
-    optimizer and lr that are not given explicitly; ``examples``: natural images for a recipe
-    with a dataset prior (``"aligned"``), a tensor for every slot or a sequence, one per slot;
+    :func:`captum_fv.recipes` (default: :func:`captum_fv.recipe.default_recipe` of the objective)
+    giving the parameterization, transforms, optimizer and lr that are not given explicitly;
+    ``examples``: natural images for a recipe with a dataset prior (``"aligned"``), a tensor for
+    every slot or a sequence, one per slot;
     ``rescue``: redirect ReLU/ReLU6 gradients for the first steps and restart slots that still get
     none (True: :class:`captum_fv.rescue.RescueConfig` defaults; an int: that many redirected
     steps; False: plain gradients throughout); slots still dead end in ``.dead_slots``, with a
@@ -322,7 +323,8 @@ def render(
     module = module_of(model)
     device, dtype = model_device(module), model_dtype(module)
     spec = recipe_lib.ParamSpec(size, batch or obj.min_batch, infer_in_channels(module), seed)
-    made = recipe_lib.setup(recipe, spec, param, transforms, optimizer, lr)
+    chosen = recipe if recipe is not None else recipe_lib.default_recipe(obj, param)
+    made = recipe_lib.setup(chosen, spec, param, transforms, optimizer, lr)
     obj = recipe_lib.with_prior(obj, made.recipe, module, model, examples, additional_forward_args)
     refs, keys = resolve_objective_layers(module, obj)
     param, start = setup_param(made.param, obj, device)

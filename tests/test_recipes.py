@@ -54,6 +54,25 @@ def test_no_recipe_and_fourier_are_bit_identical_to_the_explicit_defaults(tiny):
     assert torch.equal(plain.images, explicit.images)
 
 
+def test_each_objective_kind_gets_its_default_recipe(tiny, monkeypatch):
+    cls, unit = fv.objectives.class_logit([1, 2], batch=[0, 1]), fv.objectives.channel("conv2", 3)
+    assert recipe_lib.objective_kind(cls) == "class" and recipe_lib.objective_kind(unit) == "unit"
+    assert recipe_lib.objective_kind(cls + 0.1 * unit) == "unit"  # a hidden layer read: not a class image
+    assert recipe_lib.default_recipe(cls) == recipe_lib.DEFAULTS["class"]
+    assert recipe_lib.default_recipe(unit) == recipe_lib.DEFAULTS["unit"] == recipe_lib.DEFAULT
+    # with an explicit param the recipe's optimizer must suit Fourier images: the plain default
+    assert recipe_lib.default_recipe(cls, param=fv.param.image(8)) == recipe_lib.DEFAULT
+    # the render follows the table: no recipe means the kind's recipe, here made "maco" for classes
+    monkeypatch.setitem(recipe_lib.DEFAULTS, "class", "maco")
+    plain = fv.render(tiny, cls, batch=2, **FAST)
+    named = fv.render(tiny, cls, batch=2, recipe="maco", **FAST)
+    fourier = fv.render(tiny, cls, batch=2, recipe="fourier", **FAST)
+    assert torch.equal(plain.images, named.images) and not torch.equal(plain.images, fourier.images)
+    assert torch.equal(
+        fv.render(tiny, "conv2:3", **FAST).images, fv.render(tiny, "conv2:3", recipe="fourier", **FAST).images
+    )
+
+
 def test_explicit_settings_override_the_recipe():
     spec = recipe_lib.ParamSpec(16, 2, 3, 0)
     mine = fv.param.image(16, batch=2, fft=False)
