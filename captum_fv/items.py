@@ -12,6 +12,7 @@ torch.Size([3, 8, 8])
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "FORWARD_ARGS_KEY",
     "IMAGE_KEYS",
     "Batch",
+    "Share",
     "Source",
     "as_args",
     "batches",
@@ -166,6 +168,10 @@ def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, wor
     batch, never padded). Every forward pass then sees exactly the batch one process would see,
     so activations match bit for bit even where kernels depend on the batch's size or content.
     """
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if not isinstance(num_workers, numbers.Integral) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0 (0: read in this process), got {num_workers!r}")
     if torch.is_tensor(data):
         parts = [Batch(x, b * batch_size) for b, x in enumerate(data.split(batch_size))][rank::world]
         return Source(parts, data, sum(len(p.data) for p in parts))
@@ -186,19 +192,53 @@ def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, wor
         n = len(ds) if hasattr(ds, "__len__") and not isinstance(ds, IterableDataset) else None
         return Source(dealt(data, rank, world), ds, n if world == 1 else None)
     if isinstance(data, IterableDataset):
-        loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, collate_fn=collate)
+        if num_workers:
+            raise ValueError(
+                "num_workers applies to a map-style Dataset; every worker would read an IterableDataset "
+                "in full and repeat its examples: pass num_workers=0, or a DataLoader of your own whose "
+                "dataset splits itself among its workers"
+            )
+        loader = DataLoader(data, batch_size=batch_size, collate_fn=collate)
         n = len(data) if hasattr(data, "__len__") and world == 1 else None
         return Source(dealt(loader, rank, world), None, n)
     if isinstance(data, Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
-        n = len(data)
-        ranges = [range(s, min(s + batch_size, n)) for s in range(0, n, batch_size)][rank::world]
-        loader = DataLoader(data, batch_sampler=[list(r) for r in ranges], num_workers=num_workers, collate_fn=collate)
-        read = (Batch(b, r.start) for b, r in zip(loader, ranges))
-        return Source(read, data, sum(len(r) for r in ranges))
+        share = Share(len(data), batch_size, rank, world)
+        loader = DataLoader(data, batch_sampler=share, num_workers=num_workers, collate_fn=collate)
+        # A DataLoader with workers still yields the batches in the sampler's order.
+        read = (Batch(b, start) for b, start in zip(loader, share.starts()))
+        return Source(read, data, share.examples())
     raise TypeError(
         f"cannot mine a {type(data).__name__}; pass a Dataset or DataLoader yielding "
         "images or (image, label) pairs, or a tensor (N, C, H, W)"
     )
+
+
+class Share:
+    """Rank ``rank`` of ``world``'s batches of a map-style dataset of ``n`` examples, as index lists:
+    batches ``rank, rank + world, ...`` of ``batch_size`` consecutive indices. A DataLoader's
+    ``batch_sampler``; each list is made when it is read, so its memory does not grow with ``n``.
+
+    >>> list(Share(7, 3, rank=1, world=2)), list(Share(7, 3, rank=0, world=2).starts())
+    ([[3, 4, 5]], [0, 6])
+    """
+
+    def __init__(self, n: int, batch_size: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.numbers = range(rank, -(-n // batch_size), world)  # this rank's batch numbers
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return (list(range(s, min(s + self.batch_size, self.n))) for s in self.starts())
+
+    def starts(self) -> Iterator[int]:
+        """The dataset index of each batch's first example."""
+        return (b * self.batch_size for b in self.numbers)
+
+    def examples(self) -> int:
+        """How many examples this rank reads."""
+        return sum(min(self.batch_size, self.n - s) for s in self.starts())
 
 
 def dealt(loader: Iterable, rank: int, world: int) -> Iterator[Batch]:

@@ -3,13 +3,18 @@ arguments), batch checks, and the dealing of a pass among ranks."""
 
 from __future__ import annotations
 
+import sys
+
+import hypothesis.strategies as st
 import pytest
 import torch
+from hypothesis import given, settings
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from captum_fv.items import (
     FORWARD_ARGS_KEY,
     Batch,
+    Share,
     batches,
     check_batch,
     collate,
@@ -117,3 +122,36 @@ def test_shuffled_loader_and_unknown_data_are_refused():
         batches(DataLoader(Squares(), batch_size=2, shuffle=True), 2)
     with pytest.raises(TypeError, match="cannot mine a int"):
         batches(3, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), size=st.integers(1, 9), world=st.integers(1, 4), data=st.data())
+def test_share_is_the_rank_slice_of_all_batches(n, size, world, data):
+    rank = data.draw(st.integers(0, world - 1))
+    every = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+    share = Share(n, size, rank, world)
+    assert list(share) == every[rank::world] and len(share) == len(every[rank::world])
+    assert list(share.starts()) == [b[0] for b in every[rank::world]]
+    assert share.examples() == sum(len(b) for b in every[rank::world])
+
+
+def test_share_holds_no_index_lists():
+    # the batches of a billion examples cost what those of seven do: a range, made lazily
+    small, huge = Share(7, 3, 1, 2), Share(10**9, 3, 1, 2)
+    assert sys.getsizeof(huge.numbers) == sys.getsizeof(small.numbers)
+    assert next(iter(huge)) == [3, 4, 5] and len(huge) == (10**9 // 3 + 1) // 2
+
+
+def test_workers_read_each_rank_share_in_order():
+    for rank in range(2):
+        alone = firsts(batches(Squares(), 2, rank=rank, world=2))
+        assert firsts(batches(Squares(), 2, num_workers=2, rank=rank, world=2)) == alone
+
+
+def test_workers_and_batch_size_are_checked():
+    with pytest.raises(ValueError, match="repeat its examples"):
+        batches(Stream(), 3, num_workers=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        batches(Squares(), 0)
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+        batches(Squares(), 2, num_workers=-1)

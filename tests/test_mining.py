@@ -226,6 +226,27 @@ def test_sample_is_seeded(model):
     assert a.quantile(0, 0.5).indices.tolist() == b.quantile(0, 0.5).indices.tolist()
 
 
+@pytest.fixture(scope="module")
+def jpeg_folder(tmp_path_factory):
+    """24 small JPEGs of random colour blocks: decoded, cropped and resized by loader workers."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("jpegs")
+    gen = torch.Generator().manual_seed(6)
+    for i in range(24):
+        blocks = (torch.rand(4, 4, 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(blocks).resize((20, 16), Image.NEAREST).save(root / f"{i:02d}.jpg", quality=90)
+    return root
+
+
+def test_loader_workers_find_the_same_examples(model, jpeg_folder):
+    ds = fv.data.image_folder(jpeg_folder, size=SIZE, crops=2)  # 48 items, 6 batches of 8
+    kw = dict(k=3, batch_size=8, sample_size=16)  # the sample holds a third: its order matters
+    alone = mine(model, ds, **kw)
+    assert mine(model, ds, num_workers=2, **kw).to_dict() == alone.to_dict()  # batches interleave over workers
+    assert not alone.exact_quantiles and alone.n_examples == 48
+
+
 # ------------------------------------------------------------------ truncation and model state
 
 

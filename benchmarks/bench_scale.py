@@ -1,0 +1,193 @@
+"""Benchmark: mining memory against dataset size, and DataLoader workers for decoding.
+
+Plain script; prints figures measured in this run and never asserts times or sizes.
+
+1. Peak memory: every channel of ``_blocks.8`` of EfficientNet-Lite0 mined over an image folder of
+   small synthetic JPEGs (flat folder, 64 px), once with 2,000 and once with 20,000 files, each in
+   a fresh child process whose peak RSS (``ru_maxrss``) is read at the end; the same in a child that
+   only loads the model and builds the dataset. Goal: peak(20,000) - peak(2,000) under 300 MB.
+2. Workers: folder mining with ``num_workers`` 0, 1 and 2 at the report's size (128 px, from
+   320 x 240 JPEGs), the fastest of interleaved runs, as ratios to ``num_workers=0``; and whether
+   the examples found are identical.
+
+The folders are made once under ``--folder`` (default: a temporary folder, removed at the end).
+
+    python benchmarks/bench_scale.py [--sizes 2000 20000] [--folder /tmp/fv_scale] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+from PIL import Image
+
+LAYER, BATCH, K = "_blocks.8", 64, 9
+
+
+def make_jpegs(folder: Path, n: int, size: tuple, seed: int) -> Path:
+    """``n`` smooth random-colour JPEGs of ``size`` (w, h) in ``folder`` (kept if already there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    have = {p.name for p in folder.glob("*.jpg")}
+    rng = np.random.default_rng(seed)
+    w, h = size
+    for i in range(n):
+        name = f"img{i:06d}.jpg"
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)  # drawn even when kept: same pictures
+        if name in have:
+            continue
+        # a few coarse blobs upsampled plus noise: JPEG-typical content, not flat colour
+        img = Image.fromarray(coarse).resize((w, h), Image.BICUBIC)
+        noise = rng.integers(-20, 21, (h, w, 3))
+        arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / name, quality=90)
+    return folder
+
+
+def subset(folder: Path, n: int, into: Path) -> Path:
+    """A folder holding the first ``n`` files of ``folder`` as hard links (symlinks where linking fails)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for src in sorted(folder.glob("*.jpg"))[:n]:
+        dst = into / src.name
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                dst.symlink_to(src)
+    return into
+
+
+def peak_mb() -> Dict[str, float]:
+    """This process's peak RSS and the largest of its finished children's (e.g. loader workers), MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_mb": own, "children_peak_mb": kids}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in this fresh process; prints one JSON line."""
+    import torch
+
+    import captum_fv as fv
+
+    torch.set_num_threads(args.threads)
+    fv.tune_cpu_allocator()  # as the command line does
+    model = fv.models.efficientnet_lite0()
+    t = time.perf_counter()
+    ds = fv.data.image_folder(args.child_folder, size=args.image_size)
+    out = {"n": len(ds), "dataset_s": time.perf_counter() - t, "after_dataset": peak_mb()["peak_mb"]}
+    if args.child == "mine":
+        t = time.perf_counter()
+        ex = fv.DatasetExamples(model, LAYER).collect(
+            ds, k=K, batch_size=BATCH, progress=False, num_workers=args.workers
+        )
+        out["mine_s"] = time.perf_counter() - t
+        out["state_bytes"] = ex.state_bytes
+        out["top0"] = ex.top(0).indices.tolist()
+    out.update(peak_mb())
+    print(json.dumps(out))
+
+
+def run_child(folder: Path, what: str, image_size: int, threads: int, workers: int = 0) -> Dict:
+    cmd = [sys.executable, __file__, "--child", what, "--child-folder", str(folder)]
+    cmd += ["--image-size", str(image_size), "--threads", str(threads), "--workers", str(workers)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"child {what} on {folder} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(root: Path, sizes: Sequence[int], threads: int) -> None:
+    big = make_jpegs(root / "jpeg64", max(sizes), (64, 64), seed=0)
+    print(f"memory: every channel of {LAYER}, flat folder of 64 px JPEGs, size=64, batch {BATCH}, k={K}")
+    rows: List[Dict] = []
+    for n in sizes:
+        folder = big if n == max(sizes) else subset(big, n, root / f"jpeg64_{n}")
+        built = run_child(folder, "dataset", 64, threads)
+        mined = run_child(folder, "mine", 64, threads)
+        rows.append(mined)
+        print(
+            f"  {n:6d} images   model+dataset peak {built['peak_mb']:7.1f} MB   mining peak {mined['peak_mb']:7.1f} MB"
+            f"   mining state {mined['state_bytes'] / 1e6:.2f} MB   mining {mined['mine_s']:6.1f} s"
+            f" ({n / mined['mine_s']:.0f} img/s)"
+        )
+    if len(rows) >= 2:
+        lo, hi = rows[0], rows[-1]
+        print(f"  peak({hi['n']}) - peak({lo['n']}) = {hi['peak_mb'] - lo['peak_mb']:.1f} MB   (goal: under 300 MB)")
+
+
+def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
+    import torch
+
+    import captum_fv as fv
+
+    torch.set_num_threads(threads)
+    fv.tune_cpu_allocator()
+    folder = make_jpegs(root / "jpeg320", n, (320, 240), seed=1)
+    model = fv.models.efficientnet_lite0()
+    ds = fv.data.image_folder(folder, size=128)
+    miner = fv.DatasetExamples(model, LAYER)
+    workers = (0, 1, 2)
+    results: Dict[int, object] = {}
+
+    def mine(w: int):
+        results[w] = miner.collect(ds, k=K, batch_size=32, progress=False, num_workers=w)
+
+    for w in workers:  # warm-up
+        mine(w)
+    times: Dict[int, List[float]] = {w: [] for w in workers}
+    for _ in range(repeats):
+        for w in workers:
+            t = time.perf_counter()
+            mine(w)
+            times[w].append(time.perf_counter() - t)
+    best = {w: min(ts) for w, ts in times.items()}
+    same = all(json.dumps(results[w].to_dict()) == json.dumps(results[0].to_dict()) for w in workers)
+    print(f"workers: every channel of {LAYER}, {n} JPEGs 320x240 -> 128 px, batch 32, {threads} threads")
+    for w in workers:
+        print(f"  num_workers={w}   {n / best[w]:6.1f} img/s   time ratio to num_workers=0 {best[w] / best[0]:.2f}")
+    print(f"  identical examples for every num_workers: {same}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--worker-images", type=int, default=512)
+    parser.add_argument("--folder", type=Path, default=None, help="where to keep the JPEGs (default: a temp dir)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip", choices=["memory", "workers"], default=None)
+    # child-process options
+    parser.add_argument("--child", choices=["dataset", "mine"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--image-size", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    root = args.folder or Path(tempfile.mkdtemp(prefix="fv_scale_"))
+    try:
+        import torch
+
+        print(f"torch {torch.__version__}, {args.threads} threads, CPU, {os.cpu_count()} cores")
+        if args.skip != "memory":
+            bench_memory(root, sorted(args.sizes), args.threads)
+        if args.skip != "workers":
+            bench_workers(root, args.worker_images, args.threads, args.repeats)
+    finally:
+        if args.folder is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
