@@ -220,6 +220,27 @@ def test_page_has_one_hoverable_entry_per_cell(atlas, tmp_path):
     torch.testing.assert_close(tile, atlas.images[0], atol=2e-2, rtol=0)
 
 
+def test_page_of_a_full_20_by_20_grid_stays_under_2_mb(tmp_path):
+    # 400 cells, 8 examples each with long names: the page itself stays far below 2 MB
+    n, grid = 1200, 20
+    k = torch.arange(400).repeat_interleave(3)  # three samples in each cell's centre
+    points = (torch.stack([k % grid, k // grid], 1).float() + 0.5) / grid
+    samples = fv.atlas.AtlasSamples(
+        "_blocks.8", torch.randn(n, 112), torch.arange(n), torch.zeros(n, 2, dtype=torch.long),
+        torch.zeros(n, 3, 48, 48, dtype=torch.uint8), (14, 14), 0.5, n,
+    )  # fmt: skip
+    layout = fv.atlas.AtlasLayout(points, "tsne")
+    cells = fv.atlas.grid_cells(layout, samples.vectors, grid=grid, min_count=1)
+    assert len(cells) == 400
+    cost = fv.atlas.AtlasCost(400, [64] * 6 + [16], 8, 8, render_s=1.0, bare_s=0.5)
+    name = "grace_hopper (crop 29: x=132 y=219 side=340 flipped)"
+    atlas = fv.atlas.Atlas("_blocks.8", grid, samples, layout, cells, torch.rand(400, 3, 8, 8), cost,
+                           {"per_image": 4}, names=lambda i: name)  # fmt: skip
+    page = atlas.write(tmp_path / "full")
+    assert page.read_text().count('<img class="cell"') == 400
+    assert page.stat().st_size < 2_000_000
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 

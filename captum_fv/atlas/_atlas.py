@@ -13,7 +13,7 @@ from torch import nn
 from ..addressing import LayerLike
 from . import _page
 from ._layout import AtlasCell, AtlasLayout, embed, grid_cells
-from ._render import COSSIM_POW, AtlasCost, bare_seconds, render_cells
+from ._render import COSSIM_POW, AtlasCost, bare_seconds, render_cells, resolved_recipe
 from ._sample import AtlasSamples, sample_activations
 
 
@@ -127,6 +127,7 @@ def build(
         )
     t2 = time.perf_counter()
     vectors = torch.stack([c.vector for c in cells])
+    recipe = resolved_recipe(layer, vectors, recipe)
     rendered = render_cells(
         forward_func,
         layer,
@@ -167,7 +168,7 @@ def build(
         "method": method,
         "cossim_pow": cossim_pow,
         "max_batch": max_batch,
-        "recipe": recipe or "fourier",
+        "recipe": recipe,
     }
     return Atlas(
         sampled.layer, grid, sampled, laid, cells, rendered.images, cost, settings, _page.dataset_names(dataset)

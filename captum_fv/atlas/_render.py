@@ -128,6 +128,7 @@ def render_cells(
     slot ``i`` maximizes ``direction(layer, vectors[i], cossim_pow)``."""
     if vectors.dim() != 2 or len(vectors) == 0:
         raise ValueError(f"expected cell vectors (K, C) with K >= 1, got shape {tuple(vectors.shape)}")
+    recipe = resolved_recipe(layer, vectors, recipe)
     images, start, batches = [], [], []
     t0 = time.perf_counter()
     for part in chunks(len(vectors), max_batch):
@@ -156,6 +157,14 @@ def render_cells(
     return RenderedCells(out, before, after, batches, seconds)
 
 
+def resolved_recipe(layer: LayerLike, vectors: torch.Tensor, recipe: Optional[str]) -> str:
+    """The recipe a render of these cells uses: the one named, else render's default for a
+    direction objective (so the bare baseline sees the same transforms)."""
+    if recipe is not None:
+        return recipe_lib.get_recipe(recipe).name
+    return recipe_lib.default_recipe(direction(layer, vectors[:1]))
+
+
 def bare_seconds(
     forward_func: Union[nn.Module, Callable[..., torch.Tensor]],
     layer: LayerLike,
@@ -174,7 +183,7 @@ def bare_seconds(
     ref = resolve_layer(module, layer)
     device, dtype = model_device(module), model_dtype(module)
     channels = infer_in_channels(module)
-    transform = recipe_lib.make_transform(transforms, recipe_lib.get_recipe(recipe), size)
+    transform = recipe_lib.make_transform(transforms, recipe_lib.get_recipe(recipe), size)  # as render makes it
     g = torch.Generator().manual_seed(0)
     args = forward_args(additional_forward_args)
     per: Dict[int, float] = {}
