@@ -22,6 +22,7 @@ from .hooks import Capture, batch_args, forward_args, model_guard
 from .modelinfo import infer_in_channels, model_device, model_dtype, module_of
 from .objectives.base import Context, Objective, as_objective
 from .objectives.base import layer_id as _layer_id
+from .precision import Precision
 from .progress import progress_bar
 from .rescue import Rescue, RescueConfig, depends_on_input, redirected
 
@@ -107,6 +108,7 @@ class Loop:
     dtype: torch.dtype
     args: Tuple[Any, ...] = ()
     transparency: Optional[torch.Tensor] = None  # (B, 1, H, W) sum of |d objective / d image|
+    precision: Precision = Precision()  # the ascent forward's autocast and input memory format
 
 
 def setup_param(param: nn.Module, obj: Objective, device: torch.device) -> "tuple[nn.Module, torch.Tensor]":
@@ -182,7 +184,7 @@ def ascent_step(loop: Loop, run: Capture, step: int, last_good: torch.Tensor) ->
     images = loop.param()
     inputs = loop.transform(images, loop.generator)
     views = inputs.shape[0] // images.shape[0]
-    acts = run(inputs.to(loop.dtype), view_args(loop.args, images.shape[0], views))
+    acts = loop.precision.forward(run, inputs.to(loop.dtype), view_args(loop.args, images.shape[0], views))
     values = slot_values(loop.obj, images, inputs, acts, loop.keys, step)
     _check_values(values, images.shape[0], loop.obj)
     loss = -values.float().sum()
@@ -190,7 +192,7 @@ def ascent_step(loop: Loop, run: Capture, step: int, last_good: torch.Tensor) ->
         raise NonFiniteObjectiveError(
             f"the objective became {loss.item()} at step {step}; the last finite images "
             "are in this error's .images. Lower lr, or check the objective and model "
-            "(half precision overflows easily: try model.float()).",
+            "(half precision overflows easily: try model.float() or autocast=None).",
             last_good.cpu(),
             step,
         )
@@ -293,6 +295,8 @@ def render(
     examples: Any = None,
     rescue: Union[bool, int, RescueConfig] = True,
     transparency: bool = False,
+    autocast: Any = None,
+    channels_last: bool = False,
 ) -> RenderResult:
     """Maximize ``objective`` over images and return them with snapshots and history.
 
@@ -313,7 +317,11 @@ def render(
     none (True: :class:`captum_fv.rescue.RescueConfig` defaults; an int: that many redirected
     steps; False: plain gradients throughout); slots still dead end in ``.dead_slots``, with a
     warning; ``transparency``: also return ``.transparency``, which pixels the objective used
-    (MaCo's map: the accumulated |gradient| w.r.t. the image, per slot, scaled to [0, 1]).
+    (MaCo's map: the accumulated |gradient| w.r.t. the image, per slot, scaled to [0, 1]);
+    ``autocast``: ``"bf16"`` runs each step's forward under bfloat16 autocast on the model's device
+    type, ``channels_last``: hands the model channels-last inputs (see :mod:`captum_fv.precision`;
+    both off by default; the images, optimizer and objective stay float32, and ``.values`` and the
+    rescue's checks are computed in float32 without either option).
 
     >>> result = fv.render(model, "_blocks.8:12", size=64, steps=32)
     >>> result.images.shape
@@ -322,6 +330,7 @@ def render(
     obj = as_objective(objective)
     module = module_of(model)
     device, dtype = model_device(module), model_dtype(module)
+    precision = Precision.of(autocast, channels_last, device)
     spec = recipe_lib.ParamSpec(size, batch or obj.min_batch, infer_in_channels(module), seed)
     chosen = recipe if recipe is not None else recipe_lib.default_recipe(obj, param)
     made = recipe_lib.setup(chosen, spec, param, transforms, optimizer, lr)
@@ -340,6 +349,7 @@ def render(
         dtype,
         batch_args(forward_args(additional_forward_args), start.shape[0]),
         transparency=torch.zeros_like(start[:, :1], dtype=torch.float32) if transparency else None,
+        precision=precision,
     )
     schedule = Schedule.of(steps, thresholds, blur_every, blur_sigma)
     with model_guard(module), Capture(module, model, refs, output=obj.output) as run:

@@ -16,9 +16,10 @@ from . import recipe as recipe_lib
 from .addressing import LayerLike, resolve_layer
 from .hooks import Capture, batch_args, forward_args, model_guard
 from .mining import DatasetExamples
-from .modelinfo import OutputKey, infer_in_channels, model_dtype, module_of
+from .modelinfo import OutputKey, infer_in_channels, model_device, model_dtype, module_of
 from .objectives.base import Objective
 from .objectives.diversity import diversity as _diversity_objective
+from .precision import Precision
 from .rendering import render
 from .rescue import RescueConfig
 from .unit import Selector, Unit, as_units, is_many, units_objective
@@ -136,6 +137,8 @@ class NeuronVisualization:
         dataset: Any = None,
         examples: Optional[Sequence[Optional[torch.Tensor]]] = None,
         k: int = 6,
+        autocast: Any = None,
+        channels_last: bool = False,
     ) -> Union[Visualization, List[Visualization]]:
         """Optimize images for one selector, or for a sequence of them in shared batches.
 
@@ -149,10 +152,13 @@ class NeuronVisualization:
         win); for a recipe with a dataset prior (``"aligned"``), ``examples`` gives each unit's
         natural images (one tensor per unit), else the ``k`` top examples of each unit are
         mined from ``dataset`` first. The prior serves the positive optimum and facets.
+        ``autocast`` (``"bf16"`` or None) and ``channels_last``: the optimization's forward, as in
+        :func:`captum_fv.render`; ``.activation`` is measured in float32 either way.
         """
         if facets < 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
         units = as_units(neuron_selector)  # type errors now, not mid-optimization
+        Precision.of(autocast, channels_last, model_device(self.module))  # bad options fail before any work
         chosen = recipe_lib.get_recipe(recipe)
         if chosen.needs_examples and examples is None:
             examples = self._top_examples(units, dataset, k, progress, additional_forward_args)
@@ -184,6 +190,8 @@ class NeuronVisualization:
                 additional_forward_args=additional_forward_args,
                 recipe=chosen.name,
                 examples=None if examples is None else slot_examples(examples[chunk.start : chunk.stop], layout),
+                autocast=autocast,
+                channels_last=channels_last,
             )
             reached = self.activation(res.images, part, layout, additional_forward_args)
             for unit, lay, act in zip(part, layout, reached):
