@@ -23,6 +23,7 @@ TINY = [
     "--k",
     "2",
     "--quiet",
+    "--no-trust",  # the trust block is tested on its own below
 ]
 
 
@@ -47,6 +48,12 @@ def test_parse_units():
         (TINY + ["--attribution", "gradient", "--n-steps", "8"], "--n-steps apply to integrated"),
         (TINY + ["--tolerance", "-1"], "--tolerance must be >= 0"),
         (TINY + ["--n-steps", "0"], "--n-steps must be >= 1"),
+        (["--classes", "3", "--layer", "conv2"], "drop --layer and --units"),
+        (["--model", "conftest:make_tiny", "--transfer-model", "conftest:make_tiny"], "add --classes"),
+        (["--model", "conftest:make_tiny", "--classes", "3,50"], "has 10 outputs (0-9)"),
+        (["--model", "conftest:make_tiny", "--classes", "3", "--transfer-model", "nope"], "--transfer-model 'nope'"),
+        (["--classes", "3", "--transfer-model", "conftest:make_tiny@/no/w.pt"], "does not exist"),
+        (["--classes", "3", "--transfer-model", "conftest:make_tiny", "--no-trust"], "drop --no-trust"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
@@ -83,6 +90,7 @@ def test_report_writes_only_inside_out_and_resumes(tmp_path, capsys, monkeypatch
     assert set(tmp_path.iterdir()) - before == {out}
     report = json.loads((out / "report.json").read_text())
     assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0001"]
+    assert "trust" not in report and all("trust" not in u for u in report["units"])  # --no-trust
     stamp = (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns
     assert cli.main(argv + ["--resume", "--units", "0-2"]) == 0
     assert (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns == stamp
@@ -122,3 +130,36 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     assert unit["settings"]["attribution_kwargs"] == {"n_steps": 3, "tolerance": 0.01}
     rel = [e["relative_delta"] for e in unit["top"]]
     assert all(r <= 0.01 or e["n_steps"] == 800 for r, e in zip(rel, unit["top"])), unit["top"]
+
+
+def test_class_units_with_transfer_models(tmp_path, capsys):
+    from conftest import make_tiny
+
+    weights = tmp_path / "other.pt"
+    torch.save(make_tiny(seed=7).state_dict(), weights)
+    other = f"conftest:make_tiny@{weights}"
+    out = tmp_path / "classes"
+    argv = ["report", "--model", "conftest:make_tiny", "--classes", "3,5", "--transfer-model", other]
+    argv += ["--size", "32", "--steps", "16", "--facets", "1", "--k", "2", "--n-steps", "4", "--tolerance", "0"]
+    assert cli.main(argv + ["--quiet", "--out", str(out)]) == 0
+    assert "trust" in capsys.readouterr().out  # the phase's time is printed with the others
+    report = json.loads((out / "report.json").read_text())
+    assert report["layer"] == "" and [u["name"] for u in report["units"]] == ["channel_0003", "channel_0005"]
+    # these random tiny nets rank the classes alike whatever the input: so we know each answer
+    ranked = []
+    for net in (make_tiny(), make_tiny(seed=7)):
+        with torch.no_grad():
+            logits = net(torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+        first, five = logits.argmax(1), logits.topk(5, 1).indices.sort(1).values
+        assert (first == first[0]).all() and (five == five[0]).all()
+        ranked.append([int(first[0])] + five[0].tolist())
+    for u in report["units"]:
+        c, cls = u["trust"]["classes"], int(u["name"][-4:])
+        assert c["class_index"] == cls and c["models"] == ["model", other]
+        assert c["top1"] == [float(r[0] == cls) for r in ranked]
+        assert c["top5"] == [float(cls in r[1:]) for r in ranked]
+    assert report["trust"]["classes"] and report["settings"]["trust"]["transfer"][0]["name"] == other
+    index = (out / "index.html").read_text()
+    assert "top-1" in index and "the model output" in index
+    page = (out / "units" / "channel_0003" / "index.html").read_text()
+    assert "class 3 on the pictures" in page and other in page

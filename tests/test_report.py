@@ -171,3 +171,95 @@ def test_attribution_kwargs_are_settings_that_resume_checks():
     assert json.loads(json.dumps(settings(baselines=zeros.bfloat16(), n_steps=8))) == settings(
         baselines=zeros.bfloat16(), n_steps=8
     )
+
+
+# --------------------------------------------------------------------------- the trust block
+
+
+class Grouped(torch.utils.data.Dataset):
+    """64 random images, four crops (of a sort) per source image, as ``.groups`` says."""
+
+    def __init__(self, n: int = 64):
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.rand(n, 3, 32, 32, generator=g)
+        self.groups = [i // 4 for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i]
+
+
+@pytest.fixture(scope="module")
+def trusted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trusted")
+    rep = NeuronReport(make_tiny(), "relu2", Grouped(), **KW)
+    rep.run([1, 4], out)
+    return rep, out
+
+
+def test_every_unit_has_a_trust_block_in_both_jsons(trusted):
+    rep, out = trusted
+    report = json.loads((out / "report.json").read_text())
+    for u in report["units"]:
+        t = u["trust"]
+        assert t == json.loads((out / "units" / u["name"] / "unit.json").read_text())["trust"]
+        assert t["verdict"] in fv.trust.VERDICTS and t["verdict"] != fv.trust.NOT_ENOUGH and t["reason"]
+        assert t["n_top"] == t["n_bottom"] == fv.trust.MIN_EXAMPLES  # mined once, 29 a side
+        assert len(t["ratios"]) == 1 + KW["facets"]  # the positive optimum and each facet
+        best = u["dataset_max"]
+        assert t["ratios"][0] == pytest.approx(u["activation"]["positive"] / best)  # activations reused
+        assert t["sources_known"] and t["mis_natural"]["leak_free"] == 1.0
+        assert t["path_similarity"]["layers"][-1] == "relu2"
+        assert len(u["top"]) == KW["k"]  # the pages still show k examples
+    # the index's data: one summary per unit, the verdicts counted
+    rows = report["trust"]["units"]
+    assert [r["name"] for r in rows] == ["channel_0001", "channel_0004"]
+    assert sum(report["trust"]["verdicts"].values()) == 2
+    assert rows[0]["path"] == report["units"][0]["trust"]["path_similarity"]["summary"]
+    assert report["fingerprint"]["trust"] and report["settings"]["trust"]["k"] == fv.trust.MIN_EXAMPLES
+
+
+def test_the_pages_show_the_verdict_the_numbers_and_the_plot(trusted):
+    rep, out = trusted
+    report = json.loads((out / "report.json").read_text())
+    index = (out / "index.html").read_text()
+    for u in report["units"]:
+        t = u["trust"]
+        page = (out / "units" / u["name"] / "index.html").read_text()
+        assert f">{t['verdict']}<" in page and "DreamSim" in page
+        for x in (t["ratio"], t["path_similarity"]["summary"], t["mis_fv"]["score"], t["mis_natural"]["score"]):
+            if x is not None:
+                assert writer.format_number(float(x)) in page
+        assert 'src="trust_path.svg"' in page and "trust_path.svg" in u["files"]
+        svg = (out / "units" / u["name"] / "trust_path.svg").read_text()
+        n = len(t["path_similarity"]["layers"])
+        assert svg.startswith("<svg") and svg.count("<polyline") == 2 and svg.count("<circle") == 2 * n
+        assert f'data-unit="{u["name"]}" data-verdict="{t["verdict"]}"' in index
+    assert "How far to trust" in index
+
+
+def test_trust_changes_nothing_else_and_resume_names_it(trusted, tmp_path):
+    rep, out = trusted
+    plain = NeuronReport(make_tiny(), "relu2", Grouped(), trust=False, **KW)
+    plain.build([1, 4])
+    skip = ("trust", "files", "files_layout", "fingerprint", "settings")
+    for name, built in plain.units.items():
+        a = {k: v for k, v in rep.units[name].record.items() if k not in skip}
+        assert a == {k: v for k, v in built.record.items() if k not in skip}
+        assert "trust" not in built.record and "trust" not in plain.settings
+    other = NeuronReport(make_tiny(), "relu2", Grouped(), transfer_models=[make_tiny(seed=4)], **KW)
+    from captum_fv.report import resume
+
+    assert resume.plan(out, ["channel_0001"], other.fingerprint).redo == {"channel_0001": "trust changed"}
+
+
+def test_a_dataset_too_small_says_so_without_nan(built):
+    _, out, _ = built
+    for u in json.loads((out / "report.json").read_text())["units"]:
+        t = u["trust"]
+        assert t["verdict"] == fv.trust.NOT_ENOUGH and "58" in t["reason"] and "nan" not in t["reason"]
+        assert t["path_similarity"] is None and t["ratio"] is None
+        page = (out / "units" / u["name"] / "index.html").read_text()
+        assert "not enough examples" in page and "trust_path.svg" not in page

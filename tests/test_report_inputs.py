@@ -94,3 +94,25 @@ def test_dict_outputs_read_by_logits_or_by_key():
     assert torch.allclose(logits, model(x, one)["logits"])
     aux = fv.activations(model, None, x, additional_forward_args=(one.expand(2, -1, -1, -1),), output="aux")
     assert torch.allclose(aux, -logits)
+
+
+def test_the_trust_block_runs_the_model_with_its_arguments(tmp_path):
+    """Per-item arguments serve the photos, the report's the pictures: the trust block judges
+    (no "not enough examples") and its ratios are the report's own."""
+    model = Scaled()
+    rep = NeuronReport(model, "act", Items(60), additional_forward_args=(torch.ones(1, 1, 1, 1),), **KW)
+    rep.run([2], tmp_path / "items")
+    wide = NeuronReport(
+        model,
+        "act",
+        torch.utils.data.TensorDataset(Items(60).x),
+        additional_forward_args=(torch.ones(1, 1, 1, 1),),
+        **KW,
+    )
+    wide.run([2], tmp_path / "wide")
+    for out in ("items", "wide"):
+        unit = json.loads((tmp_path / out / "report.json").read_text())["units"][0]
+        t = unit["trust"]
+        assert t["verdict"] in fv.trust.VERDICTS and t["verdict"] != fv.trust.NOT_ENOUGH, t["reason"]
+        assert t["path_similarity"]["layers"] == ["conv", "act"]
+        assert t["ratios"][0] == pytest.approx(unit["activation"]["positive"] / unit["dataset_max"])

@@ -36,8 +36,11 @@ TINY = [
     "--tolerance",
     "0",
     "--quiet",
+    "--no-trust",  # the trust block's own part of the fingerprint is tested in test_report.py
 ]
-KW = dict(size=32, steps=3, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4, "tolerance": None})
+KW = dict(
+    size=32, steps=3, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4, "tolerance": None}, trust=False
+)
 
 
 def _folder(root: Path, seed: int, n: int = 6) -> Path:

@@ -1,9 +1,11 @@
 """The trust measures can tell: a planted unit's own picture is off-natural, honest pictures and
-natural top examples are not, noise is off-natural; invariants of the 2AFC score."""
+natural top examples are not, noise is off-natural, re-initialized weights are never
+consistent; invariants of the 2AFC score and of the verdict."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from torch import nn
 import captum_fv as fv
 from captum_fv import trust
 
-LAYER, UNIT, OTHER, SIZE = "_blocks.8", 12, 30, 64
+LAYER, UNIT, OTHER, SIZE, STEPS = "_blocks.8", 12, 30, 64, 48
 
 
 class Tiny(nn.Module):
@@ -31,77 +33,106 @@ class Tiny(nn.Module):
         return self.head(self.blocks(x).mean((2, 3)))
 
 
-@pytest.fixture(scope="module")
-def real():
-    torch.manual_seed(0)
-    model = fv.models.efficientnet_lite0()
-    ds = fv.data.sample_images(size=SIZE, crops=8)
-    ex = fv.DatasetExamples(model, LAYER).collect(ds, k=trust.MIN_EXAMPLES, units=[UNIT, OTHER], progress=False)
-    nat = torch.stack([ds[i][0] for i in range(len(ds))])
-    planted = trust.plant(model, LAYER, UNIT, nat)
-    viz = fv.NeuronVisualization(model, LAYER).visualize([UNIT, OTHER], size=SIZE, steps=48, facets=1, progress=False)
-    pviz = fv.NeuronVisualization(planted, LAYER).visualize(UNIT, size=SIZE, steps=48, facets=1, progress=False)
-    return dict(model=model, ds=ds, ex=ex, planted=planted, viz=viz, pviz=pviz)
-
-
 def pics(v) -> torch.Tensor:
     return torch.cat([v.positive, v.facets])
 
 
+@pytest.fixture(scope="module")
+def real():
+    """The default model and a planted copy, their pictures, and every record the tests judge,
+    scored by one TrustScorer per model (the random photos' features computed once each)."""
+    torch.manual_seed(0)
+    model = fv.models.efficientnet_lite0()
+    ds = fv.data.sample_images(size=SIZE, crops=8)  # 64 crops of 8 photos
+    ex = fv.DatasetExamples(model, LAYER).collect(ds, k=trust.MIN_EXAMPLES, units=[UNIT, OTHER], progress=False)
+    nat = torch.stack([ds[i][0] for i in range(len(ds))])
+    planted = trust.plant(model, LAYER, UNIT, nat)
+    viz = fv.NeuronVisualization(model, LAYER).visualize(
+        [UNIT, OTHER], size=SIZE, steps=STEPS, facets=1, progress=False
+    )
+    pviz = fv.NeuronVisualization(planted, LAYER).visualize(UNIT, size=SIZE, steps=STEPS, facets=1, progress=False)
+    held = fv.data.sample_images(size=SIZE, crops=2, seed=5)  # other crops of the same photos
+    held_top = fv.DatasetExamples(planted, LAYER).collect(held, k=3, units=[UNIT], progress=False).images(UNIT)
+    honest, fake = trust.TrustScorer(model, LAYER, ds), trust.TrustScorer(planted, LAYER, ds)
+    noise = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    records = {
+        "honest": honest.score(pics(viz[0]), UNIT, ex),
+        "honest other": honest.score(pics(viz[1]), OTHER, ex),
+        "noise": honest.score(noise, UNIT, ex),
+        "planted": fake.score(pics(pviz), UNIT, ex),  # the planted unit has the same examples (below)
+        "planted top photos": fake.score(held_top, UNIT, ex),
+    }
+    return dict(model=model, ds=ds, nat=nat, ex=ex, planted=planted, pviz=pviz, records=records, scorer=honest)
+
+
 def test_planted_unit_keeps_its_natural_behaviour(real):
-    x = torch.stack([real["ds"][i][0] for i in range(len(real["ds"]))])
-    a = fv.activations(real["model"], LAYER, x)
-    b = fv.activations(real["planted"], LAYER, x)
-    assert torch.equal(a, b)  # the branch is exactly zero on every photo
+    a = fv.activations(real["model"], LAYER, real["nat"])
+    b = fv.activations(real["planted"], LAYER, real["nat"])
+    assert torch.equal(a, b)  # the branch is exactly zero on every photo: the same dataset examples
     # ... but its optimized image holds the grating, above the gate
     amp = trust.grating_amplitude(real["pviz"].positive).mean()
     assert float(amp) > real["planted"].plant.gate
 
 
-def test_planted_units_own_picture_is_off_natural(real):
-    pex = fv.DatasetExamples(real["planted"], LAYER).collect(
-        real["ds"], k=trust.MIN_EXAMPLES, units=[UNIT], progress=False
-    )
-    assert torch.equal(pex.top(UNIT).indices, real["ex"].top(UNIT).indices)  # same dataset examples
-    r = trust.score(real["planted"], LAYER, pics(real["pviz"]), UNIT, pex)
+def test_planted_units_own_picture_is_off_natural_its_photos_are_not(real):
+    r = real["records"]["planted"]
     assert r.verdict == trust.OFF_NATURAL, r.reason
     assert r.ratio > trust.RATIO_MAX
-    # the planted unit's natural top examples are not judged off-natural
-    held = fv.data.sample_images(size=SIZE, crops=2, seed=5)
-    top = fv.DatasetExamples(real["planted"], LAYER).collect(held, k=3, units=[UNIT], progress=False).images(UNIT)
-    assert trust.score(real["planted"], LAYER, top, UNIT, pex).verdict != trust.OFF_NATURAL
+    top = real["records"]["planted top photos"]
+    assert top.verdict != trust.OFF_NATURAL, top.reason
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_honest_pictures_of_other_units_are_not_off_natural(real, which):
-    u = (UNIT, OTHER)[which]
-    r = trust.score(real["model"], LAYER, pics(real["viz"][which]), u, real["ex"])
+@pytest.mark.parametrize("which", ["honest", "honest other"])
+def test_honest_pictures_are_not_off_natural(real, which):
+    r = real["records"][which]
     assert r.verdict != trust.OFF_NATURAL, r.reason
     assert r.mis_fv.score > 0.6
+    assert trust.RATIO_MIN < r.ratio < trust.RATIO_MAX
 
 
 def test_noise_replacing_a_picture_is_off_natural(real):
-    noise = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
-    r = trust.score(real["model"], LAYER, noise, UNIT, real["ex"])
+    r = real["records"]["noise"]
     assert r.verdict == trust.OFF_NATURAL, r.reason
     assert abs(r.mis_fv.score - 0.5) < 0.1
+    assert r.ratio < trust.RATIO_MIN
 
 
 def test_record_is_json_with_the_path_curve(real):
-    r = trust.score(real["model"], LAYER, pics(real["viz"][0]), UNIT, real["ex"])
+    r = real["records"]["honest"]
     d = json.loads(json.dumps(r.to_dict()))
     curve = d["path_similarity"]
     assert curve["layers"][-1] == LAYER and len(curve["layers"]) == len(curve["top"]) == len(curve["random"])
-    assert d["verdict"] in (trust.CONSISTENT, trust.CHECK, trust.OFF_NATURAL) and d["reason"]
+    assert curve["layers"] == trust.path_layers(real["model"], LAYER, input_size=SIZE)
+    assert d["verdict"] in trust.VERDICTS and d["reason"] and "nan" not in d["reason"]
     assert d["n_top"] >= 29 and d["n_bottom"] >= 29
     assert len(d["mis_fv"]["probabilities"]) == trust.TRIALS
     assert "DreamSim" in d["similarity"]
+    # crops of the same photo never serve as reference and query of one trial
+    assert d["sources_known"] and d["mis_natural"]["leak_free"] == 1.0
+    s = trust.TrustSummary.from_dict(d)
+    assert (s.verdict, s.ratio, s.path, s.mis_fv) == (r.verdict, r.ratio, r.path.summary, r.mis_fv.score)
+
+
+def test_a_units_record_does_not_depend_on_the_others_scored(real):
+    """What a report relies on: a unit redone alone gets the record it got among others."""
+    alone = trust.TrustScorer(real["model"], LAYER, real["ds"])
+    noise = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    assert alone.score(noise, UNIT, real["ex"]).to_dict() == real["records"]["noise"].to_dict()
+
+
+def test_a_dataset_too_small_is_a_clear_error():
+    ds = fv.data.sample_images(size=32, crops=2)  # 16 crops
+    with pytest.raises(trust.NotEnoughExamples, match=r"at least 58 dataset images .* has 16") as e:
+        trust.score(Tiny(), "blocks.2", torch.rand(2, 3, 32, 32), 3, ds)
+    assert "nan" not in str(e.value) and len(str(e.value).splitlines()) == 1
+    rec = trust.TrustRecord.not_enough("channel 3", "blocks.2", str(e.value))
+    assert rec.verdict == trust.NOT_ENOUGH and json.dumps(rec.to_dict())
 
 
 def test_reinitialized_weights_are_not_consistent():
-    """Re-initialized weights (a tiny random network): pictures of its units are never judged
-    consistent; the photos themselves hardly predict the unit, so the verdict is "check" or
-    "off-natural"."""
+    """Re-initialized weights (a tiny random network): its units have no natural feature, so
+    photos hardly predict them (MIS of photos near chance) and pictures of them are never judged
+    consistent: the expected verdict is "check" or "off-natural"."""
     torch.manual_seed(1)
     model = Tiny()
     ds = fv.data.sample_images(size=32, crops=8)
@@ -121,6 +152,7 @@ def test_class_unit_reports_top1_top5_of_each_model():
     c = r.classes
     assert c.models == ["model", "other"] and c.class_index == best
     assert c.top1[0] >= 0.5 and all(0 <= a <= b <= 1 for a, b in zip(c.top1, c.top5))
+    assert trust.TrustSummary.from_dict(r.to_dict()).top1 == c.top1[0]
 
 
 def test_trials_keep_references_off_the_queries_source_images():
@@ -137,7 +169,7 @@ feats = st.integers(min_value=0, max_value=2**16).map(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(feats, st.floats(min_value=0.01, max_value=1.0))
 def test_identical_explanations_on_both_sides_give_chance(f, scale):
     assert trust.trial_probability(f[0], f[1], f[2:5], f[2:5], scale) == pytest.approx(0.5)
@@ -146,7 +178,7 @@ def test_identical_explanations_on_both_sides_give_chance(f, scale):
     assert m.score == pytest.approx(0.5)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(feats, st.permutations(list(range(5))), st.integers(0, 100))
 def test_score_in_unit_interval_and_blind_to_reference_order(f, perm, seed):
     trials = trust.plan_trials(6, 6, trials=8, references=3, seed=seed)
@@ -158,6 +190,21 @@ def test_score_in_unit_interval_and_blind_to_reference_order(f, perm, seed):
     assert 0.0 <= trust.mis(f[:6], f[6:], trials).score <= 1.0
 
 
+finite = st.floats(min_value=-1.0, max_value=1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(finite, st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.one_of(st.none(), st.floats(0.0, 200.0)))
+def test_verdict_is_one_of_three_with_a_sentence_and_no_nan(path, mis_fv, mis_nat, ratio):
+    v = trust.verdict(path, mis_fv, mis_nat, ratio)
+    assert v.label in (trust.CONSISTENT, trust.CHECK, trust.OFF_NATURAL)
+    assert v.reason.endswith(".") and "nan" not in v.reason
+    if ratio is not None and ratio > trust.RATIO_MAX:
+        assert v.label == trust.OFF_NATURAL
+    if v.label == trust.CONSISTENT:
+        assert path >= trust.PATH_OK and mis_fv >= trust.MIS_OK
+
+
 def test_spearman_matches_scipy():
     from scipy.stats import spearmanr
 
@@ -167,3 +214,4 @@ def test_spearman_matches_scipy():
     for i in range(3):
         for j in range(4):
             assert float(rho[i, j]) == pytest.approx(spearmanr(a[i], b[j]).statistic, abs=1e-5)
+    assert math.isclose(float(trust.spearman(a[:1], a[:1])[0, 0]), 1.0, abs_tol=1e-6)
