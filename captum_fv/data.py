@@ -215,6 +215,9 @@ class ImageDataset(Dataset):
     ) -> None:
         self.files = list(files)
         self._items = list(items)  # (file index, crop or None)
+        #: The file each item came from (crops of one photo share it): captum_fv.trust keeps
+        #: references and queries of its 2AFC from different photos with it.
+        self.groups = [i for i, _ in self._items]
         self.labels = list(labels)
         self.names = list(names)
         self.classes = list(classes)

@@ -41,19 +41,11 @@ def check_size(data: Any, k: int = MIN_EXAMPLES) -> None:
 
 def dataset_groups(data: Any, groups: Optional[Sequence[Any]] = None) -> Optional[Sequence[Any]]:
     """Which source image each dataset item came from: ``groups`` if given, else the dataset's
-    ``.groups``, else, for :func:`captum_fv.data.sample_images` (whose label is the photo), its
-    ``.labels``; None when unknown."""
+    ``.groups`` (:func:`captum_fv.data.sample_images` and ``image_folder`` say which file each
+    crop came from); None when unknown."""
     if groups is not None:
         return groups
-    own = getattr(data, "groups", None)
-    if own is not None:
-        return own
-    classes, labels = getattr(data, "classes", None), getattr(data, "labels", None)
-    files = getattr(data, "files", None)
-    # a label is the source photo only when there is one class per file (sample_images)
-    if labels is not None and classes is not None and files is not None and len(classes) == len(files):
-        return labels
-    return None
+    return getattr(data, "groups", None)
 
 
 @dataclass(frozen=True)

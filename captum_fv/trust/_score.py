@@ -253,7 +253,8 @@ def score(
     negative optimum, shown as the bottom references of the 2AFC (else the pictures'
     resemblance to the top references alone decides); ``groups``: which source image each
     dataset item came from, so references and queries come from different images (default: the
-    dataset's ``.groups``, or the photo of a :func:`captum_fv.data.sample_images` crop);
+    dataset's ``.groups``: for :func:`captum_fv.data.sample_images` and ``image_folder`` crops, their
+    photo);
     ``similarity``: a function of two image batches returning their (N, M) similarity (default:
     cosine of the model's own features one path layer before ``layer``, a proxy for DreamSim);
     ``path``: the layers of the path similarity (default: :func:`path_layers`);
