@@ -7,8 +7,8 @@ Plain script; prints figures measured in this run and never asserts times or siz
    a fresh child process whose peak RSS (``ru_maxrss``) is read at the end; the same in a child that
    only loads the model and builds the dataset. Goal: peak(20,000) - peak(2,000) under 300 MB.
 2. Workers: folder mining with ``num_workers`` 0, 1 and 2 at the report's size (128 px, from
-   320 x 240 JPEGs), the fastest of interleaved runs, as ratios to ``num_workers=0``; and whether
-   the examples found are identical.
+   400 x 300 JPEGs, about ImageNet's photo size), the fastest of interleaved runs, as ratios to
+   ``num_workers=0``; and whether the examples found are identical.
 
 The folders are made once under ``--folder`` (default: a temporary folder, removed at the end).
 
@@ -133,7 +133,7 @@ def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
 
     torch.set_num_threads(threads)
     fv.tune_cpu_allocator()
-    folder = make_jpegs(root / "jpeg320", n, (320, 240), seed=1)
+    folder = make_jpegs(root / "jpeg400", n, (400, 300), seed=1)
     model = fv.models.efficientnet_lite0()
     ds = fv.data.image_folder(folder, size=128)
     miner = fv.DatasetExamples(model, LAYER)
@@ -153,7 +153,7 @@ def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
             times[w].append(time.perf_counter() - t)
     best = {w: min(ts) for w, ts in times.items()}
     same = all(json.dumps(results[w].to_dict()) == json.dumps(results[0].to_dict()) for w in workers)
-    print(f"workers: every channel of {LAYER}, {n} JPEGs 320x240 -> 128 px, batch 32, {threads} threads")
+    print(f"workers: every channel of {LAYER}, {n} JPEGs 400x300 -> 128 px, batch 32, {threads} threads")
     for w in workers:
         print(f"  num_workers={w}   {n / best[w]:6.1f} img/s   time ratio to num_workers=0 {best[w] / best[0]:.2f}")
     print(f"  identical examples for every num_workers: {same}")

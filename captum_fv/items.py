@@ -12,7 +12,9 @@ torch.Size([3, 8, 8])
 
 from __future__ import annotations
 
+import multiprocessing
 import numbers
+import os
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
@@ -25,6 +27,8 @@ from torch.utils.data import (
     default_collate,
 )
 
+from .data import ImageDataset
+
 __all__ = [
     "FORWARD_ARGS_KEY",
     "IMAGE_KEYS",
@@ -36,6 +40,7 @@ __all__ = [
     "check_batch",
     "collate",
     "dealt",
+    "default_workers",
     "forward_args_of",
     "image_of",
 ]
@@ -159,9 +164,26 @@ class Source(NamedTuple):
     total: Optional[int]
 
 
-def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, world: int = 1) -> Source:
+def default_workers(data: Any, batch_size: int, world: int = 1) -> int:
+    """DataLoader workers that decode ``data`` when none are asked for: one for an image dataset of
+    this package (:func:`~captum_fv.data.image_folder`, :func:`~captum_fv.data.sample_images`)
+    that gives this rank two batches or more, where processes fork and there are two cores or
+    more; none otherwise (a tensor, your own datasets, a single batch, a daemonic process).
+
+    One worker decodes the next batch while the model runs on this one, which measured faster on
+    2 cores (``benchmarks/bench_scale.py``); workers fork from this process, so nothing is pickled.
+    """
+    if not isinstance(data, ImageDataset) or len(Share(len(data), batch_size, 0, world)) < 2:
+        return 0
+    forks = (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 1 if forks and cores >= 2 and not multiprocessing.current_process().daemon else 0
+
+
+def batches(data: Any, batch_size: int, num_workers: Optional[int] = 0, rank: int = 0, world: int = 1) -> Source:
     """This rank's share of a pass over ``data`` (a tensor, Dataset, IterableDataset or DataLoader);
-    rejects orders that lose indices.
+    rejects orders that lose indices. ``num_workers``: DataLoader workers for a Dataset (None:
+    :func:`default_workers`); a DataLoader keeps its own.
 
     The batches are those one process would read, in order; rank ``r`` of ``world`` takes
     batches ``r, r + world, ...`` (``DistributedSampler(shuffle=False)``'s round-robin, dealt by
@@ -170,6 +192,8 @@ def batches(data: Any, batch_size: int, num_workers: int = 0, rank: int = 0, wor
     """
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if num_workers is None:
+        num_workers = default_workers(data, batch_size, world)
     if not isinstance(num_workers, numbers.Integral) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0 (0: read in this process), got {num_workers!r}")
     if torch.is_tensor(data):

@@ -3,6 +3,8 @@ arguments), batch checks, and the dealing of a pass among ranks."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 
 import hypothesis.strategies as st
@@ -11,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+import captum_fv as fv
 from captum_fv.items import (
     FORWARD_ARGS_KEY,
     Batch,
@@ -19,6 +22,7 @@ from captum_fv.items import (
     check_batch,
     collate,
     dealt,
+    default_workers,
     forward_args_of,
     image_of,
 )
@@ -155,3 +159,12 @@ def test_workers_and_batch_size_are_checked():
         batches(Squares(), 0)
     with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
         batches(Squares(), 2, num_workers=-1)
+
+
+def test_default_workers_only_for_our_image_datasets_of_several_batches():
+    photos = fv.data.sample_images(size=8, crops=2)  # 16 items
+    assert default_workers(torch.zeros(16, 3, 8, 8), 4) == default_workers(Squares(), 1) == 0
+    assert default_workers(photos, 16) == 0  # one batch: nothing to read ahead
+    assert default_workers(photos, 8, world=2) == 0  # one batch for each rank
+    forks = (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
+    assert default_workers(photos, 8) == (1 if forks and len(os.sched_getaffinity(0)) >= 2 else 0)

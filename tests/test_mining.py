@@ -242,7 +242,8 @@ def jpeg_folder(tmp_path_factory):
 def test_loader_workers_find_the_same_examples(model, jpeg_folder):
     ds = fv.data.image_folder(jpeg_folder, size=SIZE, crops=2)  # 48 items, 6 batches of 8
     kw = dict(k=3, batch_size=8, sample_size=16)  # the sample holds a third: its order matters
-    alone = mine(model, ds, **kw)
+    alone = mine(model, ds, num_workers=0, **kw)
+    assert mine(model, ds, **kw).to_dict() == alone.to_dict()  # the default: one worker here
     assert mine(model, ds, num_workers=2, **kw).to_dict() == alone.to_dict()  # batches interleave over workers
     assert not alone.exact_quantiles and alone.n_examples == 48
 

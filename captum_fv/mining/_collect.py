@@ -164,7 +164,7 @@ class DatasetExamples:
         sample_size: int = 1024,
         seed: int = 0,
         progress: bool = True,
-        num_workers: int = 0,
+        num_workers: Optional[int] = None,
         distributed: Optional[bool] = None,
         additional_forward_args: Any = None,
     ) -> ExampleSet:
@@ -175,7 +175,10 @@ class DatasetExamples:
         ``quantiles``: levels for the spectrum, estimated from a uniform sample of
         ``sample_size`` examples (exact when the dataset fits); their examples are the sampled
         ones nearest each estimate. ``batch_size`` and ``num_workers`` apply when ``data`` is a
-        Dataset; a DataLoader keeps its own.
+        Dataset; a DataLoader keeps its own. ``num_workers``: DataLoader processes that read and
+        decode the next batches while the model runs (the same examples, in the same order, as
+        without); None: one for this package's image datasets where it pays, else none (see
+        :func:`captum_fv.items.default_workers`).
 
         ``additional_forward_args``: extra arguments of the model, the same for every example
         (a tuple, or one value; a tensor with first dim 1 is broadcast to the batch, as in Captum).
