@@ -17,7 +17,9 @@ ranks a unit against the others scored with it (with one unit every score is 0).
 ``prior="images"``, is the same product for a unit whose top examples are random images:
 ``log p(t) = sum_r log(1 - p_r * (1 - m_t) + 1e-7)``, ``m_t`` the mean of ``p(t | x)`` over all
 images, so a score is absolute: above 0 when the top examples show ``t`` more than chance
-would, below 0 for a unit unrelated to the concepts, whatever other units are labelled.
+would, below 0 for a unit unrelated to the concepts, whatever other units are labelled. A
+rare concept seen in a single top example can score a little above 0; the label's support
+(the mean ``p(t | x)`` over the top examples) says how many carry it.
 """
 
 from __future__ import annotations
