@@ -8,10 +8,13 @@ channels-last rows with the model's weights converted too (on a copy: ``render``
 the user's model, so this measures whether converting your own model is worth it).
 
 Full settings are the demo's (``captum_fv.cli``): size 128, 256 steps, 4 facets and a negative
-optimum per unit, at most 64 images per batch (16 units: batches of 10 and 6 units). ``--quick``
-(for a CPU): size 64, 16 steps, 1 facet. ``--repeat``: runs of every configuration, interleaved,
-median taken (a shared CPU is noisy). ``act/fp32``: the positive optima's activation (measured in
-float32) summed over the units, relative to fp32's; ``min``: the lowest per-unit ratio.
+optimum per unit, at most 64 images per batch (16 units: batches of 10 and 6 units), the rescue's
+16 redirected steps. ``--quick`` (for a CPU): size 64, 32 steps, 1 facet, 2 redirected steps (the
+demo's share of redirected steps, 1/16, whose backward costs more). ``--repeat``: runs of every
+configuration, interleaved, medians taken (a shared CPU is noisy). On a CPU, ``cpu s`` is the
+process's CPU time, steadier than wall time on a loaded machine with ``--threads 1``.
+``act/fp32``: the positive optima's activation (measured in float32) summed over the units,
+relative to fp32's; ``min``: the lowest per-unit ratio.
 On CUDA, fp32 convolutions may already use TF32 (``torch.backends.cudnn.allow_tf32``, printed).
 """
 
@@ -46,20 +49,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _run(model: torch.nn.Module, cfg: tuple, kw: dict, device: torch.device) -> "tuple[float, List]":
+def _run(model: torch.nn.Module, cfg: tuple, kw: dict, device: torch.device) -> "tuple[float, float, List]":
     autocast, channels_last, _ = cfg
     viz = fv.NeuronVisualization(model, LAYER)
     _sync(device)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     vis = viz.visualize(UNITS, autocast=autocast, channels_last=channels_last, **kw)
     _sync(device)
-    return time.perf_counter() - t, vis
+    return time.perf_counter() - t, time.process_time() - c, vis
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--quick", action="store_true", help="small settings for a CPU: size 64, 16 steps, 1 facet")
+    ap.add_argument("--quick", action="store_true", help="small settings for a CPU: size 64, 32 steps, 1 facet")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved runs per configuration (median)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
     args = ap.parse_args()
@@ -67,8 +70,10 @@ def main() -> None:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
         fv.tune_cpu_allocator()  # as the command line does
-    size, steps, facets = (64, 16, 1) if args.quick else (128, 256, 4)
+    size, steps, facets = (64, 32, 1) if args.quick else (128, 256, 4)
+    rescue = max(1, 16 * steps // 256)  # the demo's share of redirected steps
     kw = dict(size=size, steps=steps, facets=facets, negative=True, max_batch=64, progress=False, thresholds=[])
+    kw.update(rescue=rescue)
     base = fv.models.efficientnet_lite0().to(device)
     converted = copy.deepcopy(base).to(memory_format=torch.channels_last)
     models = {False: base, True: converted}
@@ -77,7 +82,7 @@ def main() -> None:
     print(
         f"[precision] {device.type} ({name}), torch {torch.__version__}, {LAYER} units {UNITS[0]}..{UNITS[-1]} "
         f"step {UNITS[1] - UNITS[0]} ({len(UNITS)}), size {size}, {steps} steps, {facets} facets + negative "
-        f"({images} images, batches of <= 64), repeat {args.repeat}"
+        f"({images} images, batches of <= 64), {rescue} redirected steps, repeat {args.repeat}"
         + (f", cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}" if device.type == "cuda" else "")
     )
     warm = dict(kw, steps=2)
@@ -85,21 +90,27 @@ def main() -> None:
         autocast, cl, model_cl = cfg
         fv.NeuronVisualization(models[model_cl], LAYER).visualize(UNITS, autocast=autocast, channels_last=cl, **warm)
     times: Dict[str, List[float]] = {k: [] for k in CONFIGS}
+    cpu: Dict[str, List[float]] = {k: [] for k in CONFIGS}
     acts: Dict[str, torch.Tensor] = {}
     for _ in range(args.repeat):
         for label, cfg in CONFIGS.items():
-            seconds, vis = _run(models[cfg[2]], cfg, kw, device)
+            seconds, cpu_seconds, vis = _run(models[cfg[2]], cfg, kw, device)
             times[label].append(seconds)
+            cpu[label].append(cpu_seconds)
             acts[label] = torch.stack([v.activation["positive"][0] for v in vis])
             if label in ("fp32", "bf16"):
                 _save(torch.cat([v.positive for v in vis]), f"precision_{label}.png")
     ref_t, ref_a = statistics.median(times["fp32"]), acts["fp32"]
-    print(f"  {'config':32s}{'s':>8s}{'units/min':>11s}{'speed-up':>10s}{'act/fp32':>10s}{'min':>7s}")
+    on_cpu = device.type == "cpu"
+    ref_c = statistics.median(cpu["fp32"])
+    head = f"{'cpu s':>8s}{'cpu x':>7s}" if on_cpu else ""
+    print(f"  {'config':32s}{'s':>8s}{'units/min':>11s}{'speed-up':>10s}{head}{'act/fp32':>10s}{'min':>7s}")
     for label in CONFIGS:
-        t = statistics.median(times[label])
+        t, c = statistics.median(times[label]), statistics.median(cpu[label])
         ratio = acts[label] / ref_a
+        cells = f"{c:8.1f}{ref_c / c:6.2f}x" if on_cpu else ""
         print(
-            f"  {label:32s}{t:8.1f}{len(UNITS) * 60 / t:11.1f}{ref_t / t:9.2f}x"
+            f"  {label:32s}{t:8.1f}{len(UNITS) * 60 / t:11.1f}{ref_t / t:9.2f}x{cells}"
             f"{float(acts[label].sum() / ref_a.sum()):10.3f}{float(ratio.min()):7.2f}"
         )
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in base.parameters())  # never converted
