@@ -5,7 +5,8 @@ Plain script; prints figures measured in this run and never asserts times.
 1. Mining throughput (images/s) of every channel of ``_blocks.8`` of EfficientNet-Lite0 over
    ``sample_images(size=128, crops=32)`` vs plain no-grad inference of the full model over the
    same data and batch size (goal: ratio >= 0.8). Measured twice: on images already in memory
-   (model cost only) and through the Dataset (PIL crop + resize included in both).
+   (model cost only) and through the Dataset (PIL crop + resize included in both), without
+   loader workers; then mining with ``collect``'s default workers against none.
 2. Integrated Gradients cost for one example with n_steps=32 vs 32 bare forward+backward passes
    of the full model at the same size, and vs one batched forward+backward of 32 images.
 
@@ -59,7 +60,8 @@ def bench_mining(model: torch.nn.Module, repeats: int) -> None:
         t_plain, t_mine = best_of(
             [
                 lambda: plain_inference(model, data, BATCH),
-                lambda: miner.collect(data, k=9, batch_size=BATCH, progress=False),
+                # no loader workers: the same reading as plain inference (and as before they existed)
+                lambda: miner.collect(data, k=9, batch_size=BATCH, progress=False, num_workers=0),
             ],
             repeats,
         )
@@ -67,6 +69,17 @@ def bench_mining(model: torch.nn.Module, repeats: int) -> None:
             f"  {label:20s} plain inference {n / t_plain:7.1f} img/s   mining {n / t_mine:7.1f} img/s"
             f"   ratio {t_plain / t_mine:.2f}"
         )
+    t_none, t_default = best_of(
+        [
+            lambda: miner.collect(ds, k=9, batch_size=BATCH, progress=False, num_workers=0),
+            lambda: miner.collect(ds, k=9, batch_size=BATCH, progress=False),
+        ],
+        repeats,
+    )
+    print(
+        f"  through the Dataset, collect's default loader workers: mining {n / t_default:7.1f} img/s"
+        f"   time ratio to num_workers=0 {t_default / t_none:.2f}"
+    )
 
 
 def bench_integrated_gradients(model: torch.nn.Module, repeats: int) -> None:

@@ -4,11 +4,15 @@ Plain script; prints figures measured in this run and never asserts times or siz
 
 1. Peak memory: every channel of ``_blocks.8`` of EfficientNet-Lite0 mined over an image folder of
    small synthetic JPEGs (flat folder, 64 px), once with 2,000 and once with 20,000 files, each in
-   a fresh child process whose peak RSS (``ru_maxrss``) is read at the end; the same in a child that
-   only loads the model and builds the dataset. Goal: peak(20,000) - peak(2,000) under 300 MB.
+   a fresh child process whose peak RSS (``ru_maxrss``) is read at the end, and the peak PSS of it
+   and its loader workers together (sampled); the same in a child that only loads the model and
+   builds the dataset. Goal: peak(20,000) - peak(2,000) under 300 MB.
+   Mining uses ``collect``'s default loader workers unless ``--memory-workers`` says otherwise.
 2. Workers: folder mining with ``num_workers`` 0, 1 and 2 at the report's size (128 px, from
    400 x 300 JPEGs, about ImageNet's photo size), the fastest of interleaved runs, as ratios to
-   ``num_workers=0``; and whether the examples found are identical.
+   ``num_workers=0``, with the CPU time spent (workers included: more processes take a larger
+   share of a busy machine, so a wall-clock gain there is only real if the CPU time stays put);
+   and whether the examples found are identical.
 
 The folders are made once under ``--folder`` (default: a temporary folder, removed at the end).
 
@@ -25,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -67,11 +72,54 @@ def subset(folder: Path, n: int, into: Path) -> Path:
     return into
 
 
-def peak_mb() -> Dict[str, float]:
-    """This process's peak RSS and the largest of its finished children's (e.g. loader workers), MB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_mb": own, "children_peak_mb": kids}
+def peak_mb() -> float:
+    """This process's peak RSS in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size (shared pages split among their users), MB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return 0.0
+
+
+def children_of(pid: int) -> List[int]:
+    kids: List[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+class PssWatch:
+    """Samples, in a thread, the PSS of this process and of its children (loader workers): the
+    peak of their sum, the memory they really take together (RSS counts a forked worker's
+    pages shared with its parent twice)."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every, self.total, self.workers = every, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            kids = sum(pss_mb(k) for k in children_of(me))
+            self.total, self.workers = max(self.total, pss_mb(me) + kids), max(self.workers, kids)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> "PssWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def child(args: argparse.Namespace) -> None:
@@ -85,20 +133,21 @@ def child(args: argparse.Namespace) -> None:
     model = fv.models.efficientnet_lite0()
     t = time.perf_counter()
     ds = fv.data.image_folder(args.child_folder, size=args.image_size)
-    out = {"n": len(ds), "dataset_s": time.perf_counter() - t, "after_dataset": peak_mb()["peak_mb"]}
+    out = {"n": len(ds), "dataset_s": time.perf_counter() - t}
     if args.child == "mine":
         t = time.perf_counter()
-        ex = fv.DatasetExamples(model, LAYER).collect(
-            ds, k=K, batch_size=BATCH, progress=False, num_workers=args.workers
-        )
-        out["mine_s"] = time.perf_counter() - t
-        out["state_bytes"] = ex.state_bytes
-        out["top0"] = ex.top(0).indices.tolist()
-    out.update(peak_mb())
+        with PssWatch() as watch:
+            ex = fv.DatasetExamples(model, LAYER).collect(
+                ds, k=K, batch_size=BATCH, progress=False, num_workers=None if args.workers < 0 else args.workers
+            )
+        out.update(mine_s=time.perf_counter() - t, state_bytes=ex.state_bytes, top0=ex.top(0).indices.tolist())
+        out.update(pss_total_mb=watch.total, pss_workers_mb=watch.workers)
+    out["peak_mb"] = peak_mb()
     print(json.dumps(out))
 
 
-def run_child(folder: Path, what: str, image_size: int, threads: int, workers: int = 0) -> Dict:
+def run_child(folder: Path, what: str, image_size: int, threads: int, workers: int = -1) -> Dict:
+    """``workers``: loader workers for mining, -1 for collect's default."""
     cmd = [sys.executable, __file__, "--child", what, "--child-folder", str(folder)]
     cmd += ["--image-size", str(image_size), "--threads", str(threads), "--workers", str(workers)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -107,23 +156,37 @@ def run_child(folder: Path, what: str, image_size: int, threads: int, workers: i
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_memory(root: Path, sizes: Sequence[int], threads: int) -> None:
+def bench_memory(root: Path, sizes: Sequence[int], threads: int, workers: Sequence[int]) -> None:
     big = make_jpegs(root / "jpeg64", max(sizes), (64, 64), seed=0)
     print(f"memory: every channel of {LAYER}, flat folder of 64 px JPEGs, size=64, batch {BATCH}, k={K}")
-    rows: List[Dict] = []
-    for n in sizes:
-        folder = big if n == max(sizes) else subset(big, n, root / f"jpeg64_{n}")
-        built = run_child(folder, "dataset", 64, threads)
-        mined = run_child(folder, "mine", 64, threads)
-        rows.append(mined)
-        print(
-            f"  {n:6d} images   model+dataset peak {built['peak_mb']:7.1f} MB   mining peak {mined['peak_mb']:7.1f} MB"
-            f"   mining state {mined['state_bytes'] / 1e6:.2f} MB   mining {mined['mine_s']:6.1f} s"
-            f" ({n / mined['mine_s']:.0f} img/s)"
-        )
-    if len(rows) >= 2:
-        lo, hi = rows[0], rows[-1]
-        print(f"  peak({hi['n']}) - peak({lo['n']}) = {hi['peak_mb'] - lo['peak_mb']:.1f} MB   (goal: under 300 MB)")
+    for w in workers:
+        label = "collect's default" if w < 0 else str(w)
+        print(f"  num_workers {label}; PSS: sampled peak of this process and its workers together")
+        rows: List[Dict] = []
+        for n in sizes:
+            folder = big if n == max(sizes) else subset(big, n, root / f"jpeg64_{n}")
+            built = run_child(folder, "dataset", 64, threads)
+            mined = run_child(folder, "mine", 64, threads, w)
+            rows.append(mined)
+            print(
+                f"  {n:6d} images   model+dataset peak {built['peak_mb']:7.1f} MB"
+                f"   mining peak {mined['peak_mb']:7.1f} MB   PSS with workers {mined['pss_total_mb']:7.1f} MB"
+                f" (workers {mined['pss_workers_mb']:5.1f})"
+                f"   mining state {mined['state_bytes'] / 1e6:.2f} MB"
+                f"   mining {mined['mine_s']:6.1f} s ({n / mined['mine_s']:.0f} img/s)"
+            )
+        if len(rows) >= 2:
+            lo, hi = rows[0], rows[-1]
+            print(
+                f"  peak({hi['n']}) - peak({lo['n']}) = {hi['peak_mb'] - lo['peak_mb']:.1f} MB   (goal: under 300 MB)"
+                f"   PSS with workers: {hi['pss_total_mb'] - lo['pss_total_mb']:.1f} MB"
+            )
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (loader workers), user + system."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
@@ -146,16 +209,23 @@ def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
     for w in workers:  # warm-up
         mine(w)
     times: Dict[int, List[float]] = {w: [] for w in workers}
+    cpu: Dict[int, List[float]] = {w: [] for w in workers}
     for _ in range(repeats):
         for w in workers:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             mine(w)
             times[w].append(time.perf_counter() - t)
+            cpu[w].append(cpu_seconds() - c)
     best = {w: min(ts) for w, ts in times.items()}
     same = all(json.dumps(results[w].to_dict()) == json.dumps(results[0].to_dict()) for w in workers)
+    load = os.getloadavg()[0]
     print(f"workers: every channel of {LAYER}, {n} JPEGs 400x300 -> 128 px, batch 32, {threads} threads")
+    print(f"  load average at the end {load:.1f} on {os.cpu_count()} cores (other processes compete for them)")
     for w in workers:
-        print(f"  num_workers={w}   {n / best[w]:6.1f} img/s   time ratio to num_workers=0 {best[w] / best[0]:.2f}")
+        print(
+            f"  num_workers={w}   {n / best[w]:6.1f} img/s   time ratio to num_workers=0 {best[w] / best[0]:.2f}"
+            f"   CPU s per image {min(cpu[w]) / n * 1e3:6.1f} ms (workers included)"
+        )
     print(f"  identical examples for every num_workers: {same}")
 
 
@@ -167,11 +237,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", choices=["memory", "workers"], default=None)
+    parser.add_argument(
+        "--memory-workers", type=int, nargs="+", default=[-1], help="num_workers of the memory runs; -1: the default"
+    )
     # child-process options
     parser.add_argument("--child", choices=["dataset", "mine"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-folder", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, default=64, help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=-1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -181,7 +254,7 @@ def main() -> None:
 
         print(f"torch {torch.__version__}, {args.threads} threads, CPU, {os.cpu_count()} cores")
         if args.skip != "memory":
-            bench_memory(root, sorted(args.sizes), args.threads)
+            bench_memory(root, sorted(args.sizes), args.threads, args.memory_workers)
         if args.skip != "workers":
             bench_workers(root, args.worker_images, args.threads, args.repeats)
     finally:
