@@ -44,6 +44,14 @@ class NeuronReport:
     Every number shown on a page lives in ``report.json``; ``figure(unit)`` draws one unit for
     notebooks. Units are optimized in shared batches and mined in one pass over the dataset.
 
+    ``trust=True`` (the default) judges each unit's positive optimum and facets with
+    :class:`captum_fv.trust.TrustScorer` (the mining pass keeps 29 examples a side for it; the
+    pages show ``k``): the record goes under ``"trust"`` in ``unit.json`` and ``report.json``,
+    the unit page shows it with the path-similarity curve, the index lists each unit's verdict
+    and numbers (``report.json["trust"]``). A dataset of fewer than 58 items gets the verdict
+    "not enough examples". ``transfer_models`` (named by ``transfer_names``): for class units
+    (``layer=None``), their top-1/top-5 on the pictures as well.
+
     Inside a ``torch.distributed`` process group of several ranks (``distributed=None``: when
     there is one; ``False``: this process alone), every rank calls ``run`` (or ``build`` then
     ``save``) with the same arguments: each optimizes and attributes its round-robin share of the

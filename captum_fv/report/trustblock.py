@@ -57,8 +57,12 @@ class TrustBlock:
                 additional_forward_args=additional_forward_args,
                 output=output,
             )
-        except trust_lib.NotEnoughExamples as e:
-            self.shortfall = str(e)
+        except trust_lib.NotEnoughExamples:
+            k = trust_lib.MIN_EXAMPLES
+            self.shortfall = (
+                f"the dataset has {len(dataset)} images, the trust measures need at least {trust_lib.needed(k)} "
+                f"({k} top and {k} bottom examples); build the report on a larger dataset (--data)"
+            )
 
     def unit(self, unit: Unit, v: Visualization, mined: Any, layer: str) -> trust_lib.TrustRecord:
         """The record of the unit's positive optimum and facets (the negative optimum as the
