@@ -6,7 +6,9 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
+from ..heatmap import attribution_scale, colorbar
 from .records import BuiltUnit
+from .writer import to_png_array
 
 
 def _rows(built: BuiltUnit) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
@@ -22,6 +24,10 @@ def _rows(built: BuiltUnit) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
     for e in rec["top"]:
         delta = "" if e["delta"] is None else f"δ {e['delta']:.2g}"
         top += [(arr[e["image"]], f"{e['activation']:.3g}"), (arr[e["overlay"]], delta)]
+    if top and built.attribution is not None:
+        # The overlays share one scale per unit (records.unit_arrays); the bar says what full colour means.
+        scale = attribution_scale(built.attribution.attributions)
+        top.append((to_png_array(colorbar(scale)), "attribution\nblue - / red +"))
     bottom = [(arr[e["image"]], f"{e['activation']:.3g}") for e in rec["bottom"]]
     return [
         ("optimized", optima),
@@ -32,7 +38,8 @@ def _rows(built: BuiltUnit) -> List[Tuple[str, List[Tuple[np.ndarray, str]]]]:
 
 
 def unit_figure(built: BuiltUnit) -> Any:
-    """Optima, facets, snapshots, top examples with their attribution overlays, bottom examples."""
+    """Optima, facets, snapshots, top examples with their signed attribution overlays and a colour
+    bar, bottom examples."""
     import matplotlib.pyplot as plt
 
     rows = [(t, r) for t, r in _rows(built) if r]

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..heatmap import overlay
+from ..heatmap import attribution_scale, signed_overlay
 from ..items import image_of
 from ..mining import Examples
 from ..trust import VERDICTS, TrustSummary
@@ -197,7 +197,9 @@ def unit_arrays(
         arrays[f"step_{s:05d}.png"] = to_png_array(img[0])
     for j, img in enumerate(top):
         arrays[f"top_{j}.png"] = to_png_array(img)
-        arrays[f"top_{j}_attr.png"] = to_png_array(overlay(img, att.attributions[j]))
+        arrays[f"top_{j}_attr.png"] = to_png_array(
+            signed_overlay(img, att.attributions[j], attribution_scale(att.attributions)).image
+        )
     for e in record["bottom"] + record["spectrum"]:
         arrays[e["image"]] = to_png_array(image_of(dataset[e["index"]]))
     return arrays
