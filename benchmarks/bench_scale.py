@@ -13,10 +13,13 @@ Plain script; prints figures measured in this run and never asserts times or siz
    ``num_workers=0``, with the CPU time spent (workers included: more processes take a larger
    share of a busy machine, so a wall-clock gain there is only real if the CPU time stays put);
    and whether the examples found are identical.
+3. Decoding: 4032 x 3024 JPEGs (a phone camera's) read as 128 px items, decoded whole vs at the
+   reduced scale ``image_folder`` uses (``imagefile.DRAFT_GAP``), time and pixel difference.
 
 The folders are made once under ``--folder`` (default: a temporary folder, removed at the end).
 
     python benchmarks/bench_scale.py [--sizes 2000 20000] [--folder /tmp/fv_scale] [--repeats 2]
+        [--skip memory workers decode]
 """
 
 from __future__ import annotations
@@ -229,6 +232,39 @@ def bench_workers(root: Path, n: int, threads: int, repeats: int) -> None:
     print(f"  identical examples for every num_workers: {same}")
 
 
+def bench_decode(root: Path, repeats: int) -> None:
+    import torch
+
+    import captum_fv as fv
+    from captum_fv import imagefile
+
+    folder = make_jpegs(root / "jpeg4032", 4, (4032, 3024), seed=2)  # phone-camera photos
+    gap = imagefile.DRAFT_GAP
+    print("decode: 4032 x 3024 JPEGs read as 128 px items (image_folder, size=128), one process")
+    for crops in (0, 4):
+        ds = fv.data.image_folder(folder, size=128, crops=crops)
+        timed: Dict[str, float] = {}
+        items: Dict[str, torch.Tensor] = {}
+        for label, value in (("whole bitmap", 10**9), ("reduced (draft)", gap)):
+            imagefile.DRAFT_GAP = value  # a gap no photo has: the whole bitmap, as before DRAFT_GAP
+            try:
+                best = float("inf")
+                for _ in range(repeats + 1):
+                    t = time.perf_counter()
+                    items[label] = torch.stack([ds[i][0] for i in range(len(ds))])
+                    best = min(best, time.perf_counter() - t)
+                timed[label] = best / len(ds)
+            finally:
+                imagefile.DRAFT_GAP = gap
+        diff = (items["whole bitmap"] - items["reduced (draft)"]).abs()
+        whole, reduced = timed["whole bitmap"], timed["reduced (draft)"]
+        print(
+            f"  crops={crops}: whole bitmap {whole * 1e3:6.1f} ms/item   reduced {reduced * 1e3:6.1f} ms/item"
+            f"   time ratio {reduced / whole:.2f}"
+            f"   pixel difference max {float(diff.max()) * 255:.1f}/255, mean {float(diff.mean()) * 255:.2f}/255"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
@@ -236,7 +272,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="where to keep the JPEGs (default: a temp dir)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip", choices=["memory", "workers"], default=None)
+    parser.add_argument("--skip", choices=["memory", "workers", "decode"], nargs="+", default=[])
     parser.add_argument(
         "--memory-workers", type=int, nargs="+", default=[-1], help="num_workers of the memory runs; -1: the default"
     )
@@ -253,9 +289,11 @@ def main() -> None:
         import torch
 
         print(f"torch {torch.__version__}, {args.threads} threads, CPU, {os.cpu_count()} cores")
-        if args.skip != "memory":
+        if "decode" not in args.skip:
+            bench_decode(root, args.repeats)
+        if "memory" not in args.skip:
             bench_memory(root, sorted(args.sizes), args.threads, args.memory_workers)
-        if args.skip != "workers":
+        if "workers" not in args.skip:
             bench_workers(root, args.worker_images, args.threads, args.repeats)
     finally:
         if args.folder is None:

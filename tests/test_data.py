@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from captum_fv.data import _to_tensor, image_folder, sample_images
+from captum_fv.data import _render, _to_tensor, image_folder, sample_images
 from captum_fv.imagefile import load_image as _load_image
 from captum_fv.imagefile import working_mode as _working_mode
 
@@ -241,3 +241,18 @@ def test_alpha_kept_for_four_channels_only(tmp_path: Path) -> None:
     assert torch.all(four[3, :, :4] == 0) and torch.all(four[3, :, 4:] == 1)
     three = image_folder(tmp_path, size=8)[0][0]
     assert tuple(three.shape) == (3, 8, 8)
+
+
+def test_large_jpeg_decodes_reduced_and_looks_the_same(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    blobs = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((1600, 1200), Image.BICUBIC)
+    arr = np.clip(np.asarray(blobs, dtype=np.int16) + rng.integers(-10, 11, (1200, 1600, 3)), 0, 255)
+    Image.fromarray(arr.astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    full = _load_image(tmp_path / "big.jpg")
+    for crops in (0, 3):
+        ds = image_folder(tmp_path, size=64, crops=crops)
+        bitmap = _load_image(tmp_path / "big.jpg", ds._min_side)
+        assert 2 * ds._min_side <= min(bitmap.size) < 1200  # reduced, with twice the pixels needed
+        for i, (_, crop) in enumerate(ds._items):
+            diff = (ds[i][0] - _render(full, ds.size, crop, 3)).abs()
+            assert float(diff.max()) <= 3 / 255 and float(diff.mean()) < 0.5 / 255
