@@ -213,11 +213,17 @@ class ImageDataset(Dataset):
         root: Optional[Path] = None,
         skipped: Sequence["SkippedFile"] = (),
     ) -> None:
-        self.files = list(files)
-        self._items = list(items)  # (file index, crop or None)
+        # Per-item records are what grows with the dataset: paths are kept as strings and crops as
+        # one float array (N, 4), a few times smaller than Path objects and crop tuples, and with
+        # fewer Python objects that a forked loader worker copies by touching their refcounts.
+        self._paths = [str(f) for f in files]
         #: The file each item came from (crops of one photo share it): captum_fv.trust keeps
         #: references and queries of its 2AFC from different photos with it.
-        self.groups = [i for i, _ in self._items]
+        self.groups = [i for i, _ in items]
+        cropped = [c for _, c in items if c is not None]
+        if cropped and len(cropped) != len(self.groups):
+            raise ValueError("either every item of an ImageDataset has a crop or none has")
+        self._crops: Optional[np.ndarray] = np.array(cropped, dtype=np.float64).reshape(-1, 4) if cropped else None
         self.labels = list(labels)
         self.names = list(names)
         self.classes = list(classes)
@@ -228,8 +234,20 @@ class ImageDataset(Dataset):
         self._cache: Optional[Dict[int, Image.Image]] = {} if cache else None
         # Draft-mode decoding of huge JPEGs keeps at least this short side: the smallest crop,
         # resized to ``size``, is never upsampled from a reduced bitmap.
-        smallest = min((c.scale for _, c in self._items if c is not None), default=1.0)
+        smallest = float(self._crops[:, 0].min()) if self._crops is not None and len(self._crops) else 1.0
         self._min_side = None if size is None else int(max(size) / smallest + 0.999)
+
+    @property
+    def files(self) -> List[Path]:
+        """The image files, one per photo (an item is one of them, or a crop of one)."""
+        return [Path(p) for p in self._paths]
+
+    def item(self, index: int) -> Tuple[int, Optional[_Crop]]:
+        """Item ``index`` as (file index, crop or None for the centre crop)."""
+        if self._crops is None:
+            return self.groups[index], None
+        scale, u, v, flip = self._crops[index].tolist()
+        return self.groups[index], _Crop(scale, u, v, bool(flip))
 
     def fingerprint(self) -> str:
         """What identifies this dataset for ``--resume``: each file's path (relative to the
@@ -242,7 +260,7 @@ class ImageDataset(Dataset):
         return json.dumps(
             {
                 "files": stats,
-                "items": [(i, None if c is None else list(c)) for i, c in self._items],
+                "items": [(i, None if c is None else list(c)) for i, c in map(self.item, range(len(self)))],
                 "labels": self.labels,
                 "size": self.size,
                 "channels": self.channels,
@@ -250,17 +268,17 @@ class ImageDataset(Dataset):
         )
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.groups)
 
     def _image(self, file_index: int) -> Image.Image:
         if self._cache is None:
-            return load_image(self.files[file_index], self._min_side)
+            return load_image(self._paths[file_index], self._min_side)
         if file_index not in self._cache:  # decode each photo once
-            self._cache[file_index] = load_image(self.files[file_index])
+            self._cache[file_index] = load_image(self._paths[file_index])
         return self._cache[file_index]
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
-        file_index, crop = self._items[index]
+        file_index, crop = self.item(index)
         return _render(self._image(file_index), self.size, crop, self.channels), self.labels[index]
 
     def __repr__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from captum_fv.data import _render, _to_tensor, image_folder, sample_images
+from captum_fv.data import _expand, _render, _to_tensor, image_folder, sample_images
 from captum_fv.imagefile import load_image as _load_image
 from captum_fv.imagefile import working_mode as _working_mode
 
@@ -253,6 +254,25 @@ def test_large_jpeg_decodes_reduced_and_looks_the_same(tmp_path: Path) -> None:
         ds = image_folder(tmp_path, size=64, crops=crops)
         bitmap = _load_image(tmp_path / "big.jpg", ds._min_side)
         assert 2 * ds._min_side <= min(bitmap.size) < 1200  # reduced, with twice the pixels needed
-        for i, (_, crop) in enumerate(ds._items):
+        for i in range(len(ds)):
+            crop = ds.item(i)[1]
             diff = (ds[i][0] - _render(full, ds.size, crop, 3)).abs()
             assert float(diff.max()) <= 3 / 255 and float(diff.mean()) < 0.5 / 255
+
+
+def test_items_cost_few_bytes_each(tmp_path: Path) -> None:
+    # what a folder's dataset keeps grows with its files: paths as strings and crops in one array
+    # keep it near 250 bytes an item (Path objects and crop tuples took about 430)
+    _photo(0, size=(8, 8)).save(tmp_path / "a.jpg")
+    raw = (tmp_path / "a.jpg").read_bytes()
+    for i in range(400):
+        (tmp_path / f"img{i:04d}.jpg").write_bytes(raw)
+    for crops in (0, 4):
+        tracemalloc.start()
+        try:
+            ds = image_folder(tmp_path, size=8, crops=crops)
+            kept = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert kept / len(ds) < 330
+        assert [ds.item(i) for i in range(len(ds))] == _expand(ds.files, [0] * 401, crops, 0, 0.25)[0]
