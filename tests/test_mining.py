@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import hypothesis.strategies as st
 import pytest
@@ -246,6 +247,22 @@ def test_loader_workers_find_the_same_examples(model, jpeg_folder):
     assert mine(model, ds, **kw).to_dict() == alone.to_dict()  # the default: one worker here
     assert mine(model, ds, num_workers=2, **kw).to_dict() == alone.to_dict()  # batches interleave over workers
     assert not alone.exact_quantiles and alone.n_examples == 48
+
+
+def test_an_error_mid_pass_ends_the_loader_workers(model, jpeg_folder):
+    ds = fv.data.image_folder(jpeg_folder, size=SIZE)  # 24 items: 6 batches of 4, one worker
+
+    def flaky(x):  # the probe, one batch, then a failure while the worker reads ahead
+        flaky.calls += 1
+        if flaky.calls > 2:
+            raise RuntimeError("model failed")
+        return model(x)
+
+    flaky.calls = 0
+    with pytest.raises(RuntimeError, match="model failed") as failure:
+        DatasetExamples(flaky, model.conv2).collect(ds, k=2, batch_size=4, progress=False)
+    assert failure.value.__traceback__ is not None  # the pass's frames are still referenced...
+    assert multiprocessing.active_children() == []  # ...but its worker is gone
 
 
 # ------------------------------------------------------------------ truncation and model state

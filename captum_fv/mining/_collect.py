@@ -238,6 +238,9 @@ class DatasetExamples:
                     bar.update(len(x))
         finally:
             bar.close()
+            close = getattr(source.batches, "close", None)
+            if close is not None:  # a generator, maybe over loader workers: end them now, not at collection
+                close()
 
     def _mined(self, reader: UnitReader, s: Settings, state: MiningState) -> Mined:
         shape = reader.map_shape
