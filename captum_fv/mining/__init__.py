@@ -3,7 +3,8 @@
 One streaming pass over a dataset keeps, for every unit at once, the top-k and bottom-k examples
 (with where in the channel map the unit peaks) and the spectrum of the Distill article: examples
 near chosen quantiles of the unit's activation distribution. Memory is O(units x k) plus a fixed
-uniform sample for the quantiles, never O(dataset).
+uniform sample for the quantiles, never O(dataset). The images of this package's datasets are
+decoded ahead in a DataLoader worker (``num_workers``); the examples found are the same.
 
 Inside a ``torch.distributed`` process group the pass is shared among the ranks: each reads and
 runs its round-robin share of the batches, and the states are merged exactly (see
