@@ -195,7 +195,7 @@ def bench_classes(
 def save_class_sheets(images: torch.Tensor, classes: Sequence[int], labels: Sequence[str], recipe: str) -> None:
     contact_sheet(images, [f"{c} {labels[c]}" for c in classes], os.path.join(OUT, f"classes_{recipe}.png"))
     order = list(range(len(classes)))
-    random.Random(14).shuffle(order)
+    random.Random(f"blind-{recipe}").shuffle(order)  # its own order per recipe: one key tells nothing of another
     contact_sheet(
         images[order], [f"#{i + 1}" for i in range(len(order))], os.path.join(OUT, f"classes_{recipe}_blind.png")
     )
