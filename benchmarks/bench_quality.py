@@ -2,7 +2,8 @@
 
     python benchmarks/bench_quality.py [classes|channels|sweeps ...] [--quick] [--recipes fourier,maco] [--threads N]
 
-(``--recipes none``: no ``recipe=`` argument at all, the render's default for the objective kind.)
+(``--recipes none``: no ``recipe=`` argument at all, the render's default for the objective kind;
+``--class-batch N``: class images rendered N at a time, a memory limit, e.g. 8 for "maco"'s crops.)
 ``--threads 1`` is much faster on a machine whose cores other processes keep busy (PyTorch's
 worker threads spin waiting for each other); CPU seconds are printed beside wall seconds.
 
@@ -161,8 +162,36 @@ def class_examples(model: nn.Module, classes: Sequence[int], s: Settings) -> lis
     return top_k(logits[:, list(classes)], pool, TOP_EXAMPLES)
 
 
+def render_classes(
+    lite0: nn.Module,
+    classes: Sequence[int],
+    recipe: str | None,
+    examples: list[torch.Tensor] | None,
+    s: Settings,
+    chunk: int,
+) -> torch.Tensor:
+    """The class images, ``chunk`` classes per render (seed = chunk index): one batch of all of
+    them when ``chunk`` covers them, else a memory limit (the slots do not interact; only the
+    starting noise differs)."""
+    images = []
+    for i in range(0, len(classes), chunk):
+        part = list(classes[i : i + chunk])
+        res = fv.render(
+            lite0,
+            obj.class_logit(part, batch=range(len(part))),
+            size=s.class_size,
+            batch=len(part),
+            steps=s.class_steps,
+            progress=False,
+            seed=i // chunk,
+            **recipe_kwargs(recipe, None if examples is None else examples[i : i + chunk]),
+        )
+        images.append(res.images)
+    return torch.cat(images)
+
+
 def bench_classes(
-    lite0: nn.Module, others: dict[str, nn.Module], recipes: Sequence[str | None], s: Settings
+    lite0: nn.Module, others: dict[str, nn.Module], recipes: Sequence[str | None], s: Settings, chunk: int | None = None
 ) -> list[dict[str, object]]:
     classes = list(CLASSES[: s.classes])
     labels = fv.models.imagenet_labels()
@@ -170,25 +199,18 @@ def bench_classes(
     rows = []
     for recipe in recipes:
         t, c = time.perf_counter(), time.process_time()
-        res = fv.render(
-            lite0,
-            obj.class_logit(classes, batch=range(len(classes))),
-            size=s.class_size,
-            batch=len(classes),
-            steps=s.class_steps,
-            progress=False,
-            **recipe_kwargs(recipe, examples),
-        )
-        row: dict[str, object] = {"recipe": str(recipe), "own_top1": topk_hits(lite0, res.images, classes)[0]}
+        images = render_classes(lite0, classes, recipe, examples, s, chunk or len(classes))
+        row: dict[str, object] = {"recipe": str(recipe), "own_top1": topk_hits(lite0, images, classes)[0]}
         for name, model in others.items():
-            row[f"{name}_top1"], row[f"{name}_top5"] = topk_hits(model, res.images, classes)
+            row[f"{name}_top1"], row[f"{name}_top5"] = topk_hits(model, images, classes)
             native = model.spec.resolution
-            row[f"{name}@{native}_top1"], row[f"{name}@{native}_top5"] = topk_hits(model, res.images, classes, native)
-        row["hf_energy"] = float(fv.metrics.high_frequency_energy(res.images).median())
+            row[f"{name}@{native}_top1"], row[f"{name}@{native}_top5"] = topk_hits(model, images, classes, native)
+        row["hf_energy"] = float(fv.metrics.high_frequency_energy(images).median())
+        row["batch"] = min(chunk or len(classes), len(classes))
         row["seconds"] = round(time.perf_counter() - t, 1)
         row["cpu_seconds"] = round(time.process_time() - c, 1)
         rows.append(row)
-        save_class_sheets(res.images, classes, labels, str(recipe))
+        save_class_sheets(images, classes, labels, str(recipe))
     return rows
 
 
@@ -359,7 +381,8 @@ def main(argv: Sequence[str]) -> None:
         t, c = time.perf_counter(), time.process_time()
         if part == "classes":
             others = {"lite1": fv.models.efficientnet_lite1(), "lite2": fv.models.efficientnet_lite2()}
-            rows = bench_classes(lite0, others, recipes, s)
+            chunk = int(argv[list(argv).index("--class-batch") + 1]) if "--class-batch" in argv else None
+            rows = bench_classes(lite0, others, recipes, s, chunk)
             print_rows(
                 f"class images ({s.classes} classes, {s.class_size} px, {s.class_steps} steps; "
                 f"hits out of {s.classes})",
