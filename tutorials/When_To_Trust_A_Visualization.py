@@ -13,7 +13,8 @@
 #   machine tell the unit's top photo from its bottom one? (Similarity: the model's own
 #   features, a proxy for the paper's DreamSim.)
 #
-# and gives a verdict: `consistent`, `check` or `off-natural`, with a reason.
+# and gives a verdict: `consistent`, `check` or `off-natural`, with a reason. Every neuron report
+# (`fv.NeuronReport`, `captum-fv report`) does this for each unit; the last section shows it.
 
 # %%
 import os
@@ -22,7 +23,7 @@ import os
 FAST = os.environ.get("CAPTUM_FV_FAST", "0") == "1"
 SIZE = 64 if FAST else 96
 STEPS = 8 if FAST else 128
-CROPS = 4 if FAST else 16
+CROPS = 8 if FAST else 16  # the trust block needs 58 images or more (29 top, 29 bottom)
 
 # %%
 import torch
@@ -82,3 +83,24 @@ ax.set_ylabel("Spearman")
 ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## In a report
+#
+# `fv.NeuronReport` (and `captum-fv report`) judges every unit's positive optimum and facets the
+# same way, mining the 29 top and bottom examples once for all units: the verdict and numbers are
+# under `"trust"` in each unit of `report.json` (and its `unit.json`), the unit page shows them
+# with the path-similarity curve, and the index lists them per unit (`--no-trust` skips it).
+
+# %%
+import json
+
+report = fv.NeuronReport(
+    model, LAYER, photos, size=SIZE, steps=STEPS, facets=1, k=3, attribution="gradient", progress=False
+)
+report.run([UNIT, 30], "trust_report")
+index = json.load(open("trust_report/report.json"))["trust"]
+print(index["verdicts"])
+for row in index["units"]:
+    numbers = f"ratio {row['ratio']:.2f}, path {row['path']:+.3f}, MIS {row['mis_fv']:.2f}"
+    print(f"{row['title']:12s} {row['verdict']:12s} {numbers}")
