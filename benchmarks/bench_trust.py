@@ -156,7 +156,7 @@ def cost(args: argparse.Namespace) -> Dict:
             print(f"demo {name} trust: {wall:.1f} s ({buf.getvalue().strip().split('(', 1)[-1].rstrip(')')}")
     a, b = out["without"]["wall"], out["with"]["wall"]
     share = out["with"].get("trust", 0.0) / b
-    print(f"with / without: {b / a:.3f}x wall (+{100 * (b / a - 1):.1f}%); trust phase {100 * share:.1f}% of its run")
+    print(f"with / without: {b / a:.3f}x wall ({100 * (b / a - 1):+.1f}%); trust phase {100 * share:.1f}% of its run")
     return out
 
 
