@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import re
 import sys
 import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -34,18 +33,17 @@ class UsageError(Exception):
     """Bad command-line input (exit code 2)."""
 
 
-def parse_units(spec: str) -> List[int]:
-    """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]."""
-    units: List[int] = []
-    for part in spec.split(","):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m:
-            raise UsageError(f"cannot read --units {spec!r}: use ranges and lists like '0-15' or '0,3,7'")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise UsageError(f"--units range {part.strip()!r} is backwards; write {hi}-{lo}")
-        units.extend(range(lo, hi + 1))
-    return list(dict.fromkeys(units))
+def parse_units(spec: str, allow_all: bool = False) -> Union[List[int], str]:
+    """'0-3,7,9-10' -> [0, 1, 2, 3, 7, 9, 10]; 'all' (where ``allow_all``) -> 'all'."""
+    from .selection import ALL, parse_unit_list
+
+    try:
+        units = parse_unit_list(spec)
+    except ValueError as e:
+        raise UsageError(str(e).replace("the unit list", "--units")) from e
+    if units == ALL and not allow_all:
+        raise UsageError("'all' is not a list of classes here; give ranges and lists like '0-15' or '0,3,7'")
+    return units
 
 
 def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
@@ -123,8 +121,20 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="build a neuron report (no arguments: the demo)")
     r.add_argument("--model", default="efficientnet_lite0", help=model_help)
     r.add_argument("--weights", help="local state_dict file for the model")
-    r.add_argument("--layer", default=None, help=f"layer name (default for the demo: {DEMO_LAYER})")
-    r.add_argument("--units", default=None, help=f"channels, e.g. 0-15 or 0,3,7 (default {DEMO_UNITS})")
+    r.add_argument(
+        "--layer",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help=f"layer name or glob over module names ('_blocks.*': '*' stays within one dotted part, '**' "
+        f"crosses dots), optionally with its units ('_blocks.8:0-15'); repeat it for several layers "
+        f"(default for the demo: {DEMO_LAYER})",
+    )
+    r.add_argument(
+        "--units",
+        default=None,
+        help=f"channels of the layers that name none, e.g. 0-15 or 0,3,7, or 'all' (default {DEMO_UNITS})",
+    )
     r.add_argument(
         "--classes",
         default=None,
@@ -198,8 +208,25 @@ def _parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="write into an existing folder that is not a captum-fv report, if none of the "
-        "report's names (index.html, report.json, units/) is there",
+        "report's names (index.html, report.json, layers/, units/) is there",
     )
+    r.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="skip the automatic labels (output classes each unit drives; dataset classes of its top examples)",
+    )
+    r.add_argument(
+        "--atlas",
+        action="store_true",
+        help="also an activation atlas of each layer (layers/<layer>/atlas/atlas.html; opt-in, adds time)",
+    )
+    r.add_argument(
+        "--autocast",
+        choices=("none", "bf16"),
+        default="none",
+        help="optimize under bfloat16 autocast (for GPUs with bf16; the numbers reported stay float32)",
+    )
+    r.add_argument("--channels-last", action="store_true", help="optimize in channels-last memory format (GPUs)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ev = sub.add_parser("evolve", help="the same units across checkpoints, side by side")
@@ -249,7 +276,10 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError("--transfer-model judges class units: add --classes, e.g. --classes 243,559")
     if args.transfer_model and args.no_trust:
         raise UsageError("--transfer-model is part of the trust block: drop --no-trust")
-    units = parse_units(args.classes if args.classes is not None else args.units or DEMO_UNITS)
+    if args.classes is not None:
+        units = parse_units(args.classes)
+    else:
+        units = parse_units(args.units or DEMO_UNITS, allow_all=True)
     from .recipe import get_recipe
 
     try:
@@ -262,10 +292,10 @@ def _report(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights).to(device)
     transfer = [_transfer_model(spec).to(device) for spec in args.transfer_model]
     if args.classes is not None:
-        layer = None
+        layer: Optional[List[str]] = None
         _check_classes(units, [("--model " + args.model, model)] + list(zip(args.transfer_model, transfer)), args.size)
     else:
-        layer = _check_layer(model, args, units)
+        layer = _check_layers(model, args, units)
     from .registry import get_attribution
 
     try:
@@ -298,6 +328,10 @@ def _report(args: argparse.Namespace) -> int:
             trust=not args.no_trust,
             transfer_models=transfer,
             transfer_names=args.transfer_model,
+            labels=not args.no_labels,
+            atlas=args.atlas,
+            autocast=None if args.autocast == "none" else args.autocast,
+            channels_last=args.channels_last,
         )
         index = report.run(units, args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:
@@ -309,25 +343,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_layer(model: nn.Module, args: argparse.Namespace, units: List[int]) -> str:
-    """--layer (the demo's for the default model), checked to exist and to hold --units."""
-    layer = args.layer or (DEMO_LAYER if args.model == "efficientnet_lite0" else None)
-    if layer is None:
+def _check_layers(model: nn.Module, args: argparse.Namespace, units: Union[List[int], str]) -> List[str]:
+    """The --layer patterns (the demo's layer for the default model), checked to match modules
+    whose channels hold the units each layer gets."""
+    patterns = args.layer or ([DEMO_LAYER] if args.model == "efficientnet_lite0" else None)
+    if patterns is None:
         raise UsageError("--layer is required for this model; list names with: captum-fv layers --model ...")
     from .inspection import layers as list_layers
+    from .selection import select_layers
 
-    info = {row.name: row for row in list_layers(model, input_size=args.size)}
-    if layer not in info:
-        from .addressing import resolve_layer
-
-        try:
-            resolve_layer(model, layer)
-        except ValueError as e:
-            raise UsageError(str(e)) from e
-    n = info[layer].shape[0] if layer in info and info[layer].shape else None
-    if n is not None and max(units) >= n:
-        raise UsageError(f"--units goes up to {max(units)} but layer {layer!r} has {n} channels (0-{n - 1})")
-    return layer
+    try:
+        chosen = select_layers(model, patterns, input_size=args.size)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    widths = {row.name: row.shape[0] for row in list_layers(model, input_size=args.size) if row.shape}
+    for sel in chosen:
+        wanted = sel.units if sel.units is not None else units
+        n = widths.get(sel.layer.split("#")[0])
+        if n is not None and isinstance(wanted, list) and wanted and max(wanted) >= n:
+            raise UsageError(
+                f"units go up to {max(wanted)} but layer {sel.layer!r} has {n} channels (0-{n - 1}); "
+                f"give that layer its own list, e.g. --layer '{sel.layer}:0-{n - 1}'"
+            )
+    return list(patterns)
 
 
 def _transfer_model(spec: str) -> nn.Module:

@@ -238,6 +238,11 @@ class ImageDataset(Dataset):
         self._min_side = None if size is None else int(max(size) / smallest + 0.999)
 
     @property
+    def cached(self) -> bool:
+        """Whether decoded files are kept in memory (the bundled photos): items are then cheap."""
+        return self._cache is not None
+
+    @property
     def files(self) -> List[Path]:
         """The image files, one per photo (an item is one of them, or a crop of one)."""
         return [Path(p) for p in self._paths]

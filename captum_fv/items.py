@@ -165,15 +165,18 @@ class Source(NamedTuple):
 
 
 def default_workers(data: Any, batch_size: int, world: int = 1) -> int:
-    """DataLoader workers that decode ``data`` when none are asked for: one for an image dataset of
-    this package (:func:`~captum_fv.data.image_folder`, :func:`~captum_fv.data.sample_images`)
-    that gives this rank two batches or more, where processes fork and there are two cores or
-    more; none otherwise (a tensor, your own datasets, a single batch, a daemonic process).
+    """DataLoader workers that decode ``data`` when none are asked for: one for an image folder of
+    this package (:func:`~captum_fv.data.image_folder`, files decoded per item) that gives this
+    rank two batches or more, where processes fork and there are two cores or more; none
+    otherwise (a tensor, your own datasets, the bundled photos, a single batch, a daemonic process).
 
     One worker decodes the next batch while the model runs on this one, which measured faster on
-    2 cores (``benchmarks/bench_scale.py``); workers fork from this process, so nothing is pickled.
+    2 cores for JPEG folders (``benchmarks/bench_scale.py``); workers fork from this process, so
+    nothing is pickled. The bundled photos are decoded once and kept (``cache``): cutting a crop
+    is cheap, and a worker measured no faster on a quiet machine (0.99-1.27x the time of none,
+    256 and 1,024 crops, ``benchmarks/bench_mining.py``), so they get none.
     """
-    if not isinstance(data, ImageDataset) or len(Share(len(data), batch_size, 0, world)) < 2:
+    if not isinstance(data, ImageDataset) or data.cached or len(Share(len(data), batch_size, 0, world)) < 2:
         return 0
     forks = (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

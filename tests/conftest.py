@@ -116,3 +116,21 @@ def assert_model_unchanged(model: nn.Module, before: Dict[str, Any]) -> None:
     for k, v in before["state"].items():
         assert torch.equal(after["state"][k], v), f"state_dict entry {k} changed"
     assert hook_count(model) == 0
+
+
+def layer_dir(root, layer=None):
+    """The folder of ``layer`` in a report written to ``root`` (None: its only layer)."""
+    from pathlib import Path
+
+    from captum_fv.report import LAYERS_DIR, layer_folder
+
+    if layer is not None:
+        return layer_folder(root, layer)
+    found = sorted(p for p in (Path(root) / LAYERS_DIR).iterdir() if p.is_dir())
+    assert len(found) == 1, f"expected one layer folder in {root}, found {[p.name for p in found]}"
+    return found[0]
+
+
+def units_of(root, layer=None):
+    """The ``units`` folder of ``layer`` in a report written to ``root`` (None: its only layer)."""
+    return layer_dir(root, layer) / "units"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import torch
-from conftest import make_tiny
+from conftest import make_tiny, units_of
 from torch import nn
 
 import captum_fv as fv
@@ -41,7 +41,7 @@ def test_report_with_accentuation_writes_files_and_fields(tmp_path):
     kw = dict(size=32, steps=4, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4})
     rep = NeuronReport(make_tiny(), "conv2", photos(8), accentuate=True, accentuate_steps=4, **kw)
     index = rep.run([0, 1], tmp_path / "r")
-    unit = tmp_path / "r" / "units" / "channel_0001"
+    unit = units_of(tmp_path / "r") / "channel_0001"
     rec = json.loads((unit / "unit.json").read_text())
     assert rec["accentuation"]["reg_layer"] == "conv1"
     assert all((unit / e["accentuated"]).exists() and "accentuated_after" in e for e in rec["top"])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import layer_dir, units_of
 
 from captum_fv import cli
 
@@ -91,9 +92,9 @@ def test_report_writes_only_inside_out_and_resumes(tmp_path, capsys, monkeypatch
     report = json.loads((out / "report.json").read_text())
     assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0001"]
     assert "trust" not in report and all("trust" not in u for u in report["units"])  # --no-trust
-    stamp = (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns
+    stamp = (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns
     assert cli.main(argv + ["--resume", "--units", "0-2"]) == 0
-    assert (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns == stamp
+    assert (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns == stamp
     report = json.loads((out / "report.json").read_text())
     assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0001", "channel_0002"]
 
@@ -123,10 +124,10 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     unit = json.loads((out / "report.json").read_text())["units"][0]
     assert [e["n_steps"] for e in unit["top"]] == [3, 3]  # one pass, exactly --n-steps
     assert unit["settings"]["attribution_kwargs"] == {"n_steps": 3, "tolerance": None}
-    stamp = (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns
+    stamp = (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns
     assert cli.main(argv + ["--tolerance", "0.01", "--resume"]) == 0  # other settings: redone
     unit = json.loads((out / "report.json").read_text())["units"][0]
-    assert (out / "units" / "channel_0000" / "unit.json").stat().st_mtime_ns != stamp
+    assert (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns != stamp
     assert unit["settings"]["attribution_kwargs"] == {"n_steps": 3, "tolerance": 0.01}
     rel = [e["relative_delta"] for e in unit["top"]]
     assert all(r <= 0.01 or e["n_steps"] == 800 for r, e in zip(rel, unit["top"])), unit["top"]
@@ -159,7 +160,7 @@ def test_class_units_with_transfer_models(tmp_path, capsys):
         assert c["top1"] == [float(r[0] == cls) for r in ranked]
         assert c["top5"] == [float(cls in r[1:]) for r in ranked]
     assert report["trust"]["classes"] and report["settings"]["trust"]["transfer"][0]["name"] == other
-    index = (out / "index.html").read_text()
+    index = (layer_dir(out) / "index.html").read_text()
     assert "top-1" in index and "the model output" in index
-    page = (out / "units" / "channel_0003" / "index.html").read_text()
+    page = (units_of(out) / "channel_0003" / "index.html").read_text()
     assert "class 3 on the pictures" in page and other in page

@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from conftest import make_tiny
+from conftest import units_of as units_folder
 from PIL import Image
 
 from captum_fv import distributed as D
@@ -315,7 +316,7 @@ def test_two_processes_equal_one(tmp_path, monkeypatch):
     assert got == expected  # every number, name and file sha256
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["processes"] == WORLD and report["missing"] == []
-    assert sorted(p.name for p in (tmp_path / "report" / "units").iterdir()) == [u["name"] for u in got]
+    assert sorted(p.name for p in units_folder(tmp_path / "report").iterdir()) == [u["name"] for u in got]
     # one chunk for two processes: rank 1 optimizes nothing but still mines its share
     assert units_of(tmp_path / "one_chunk") == units_of(tmp_path / "single_one")
 
@@ -345,7 +346,8 @@ def test_torchrun_cli_equals_one_process_and_resumes(tmp_path):
         assert cli.main(argv + ["--units", "0-4", "--out", str(tmp_path / "single")]) == 0
         assert cli.main(argv + ["--units", "0-1", "--out", str(tmp_path / "multi")]) == 0
     stamps = {
-        u: (tmp_path / "multi" / "units" / u / "unit.json").stat().st_mtime_ns for u in ("channel_0000", "channel_0001")
+        u: (units_folder(tmp_path / "multi") / u / "unit.json").stat().st_mtime_ns
+        for u in ("channel_0000", "channel_0001")
     }
 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
@@ -368,5 +370,5 @@ def test_torchrun_cli_equals_one_process_and_resumes(tmp_path):
     assert len(printed) == 1 and f"on {WORLD} processes" in printed[0]  # rank 0 only
 
     for u, stamp in stamps.items():  # resumed per unit: the complete ones were kept as they were
-        assert (tmp_path / "multi" / "units" / u / "unit.json").stat().st_mtime_ns == stamp
+        assert (units_folder(tmp_path / "multi") / u / "unit.json").stat().st_mtime_ns == stamp
     assert units_of(tmp_path / "multi") == units_of(tmp_path / "single")

@@ -161,10 +161,16 @@ def test_workers_and_batch_size_are_checked():
         batches(Squares(), 2, num_workers=-1)
 
 
-def test_default_workers_only_for_our_image_datasets_of_several_batches():
-    photos = fv.data.sample_images(size=8, crops=2)  # 16 items
+def test_default_workers_only_for_our_image_folders_of_several_batches(tmp_path):
+    from PIL import Image
+
+    for i in range(16):
+        Image.new("RGB", (12, 10), (i * 10, 0, 0)).save(tmp_path / f"{i:02d}.png")
+    photos = fv.data.image_folder(tmp_path, size=8)  # 16 items, decoded per item
     assert default_workers(torch.zeros(16, 3, 8, 8), 4) == default_workers(Squares(), 1) == 0
     assert default_workers(photos, 16) == 0  # one batch: nothing to read ahead
     assert default_workers(photos, 8, world=2) == 0  # one batch for each rank
+    # the bundled photos are decoded once and kept: a worker would only add its copying
+    assert default_workers(fv.data.sample_images(size=8, crops=4), 8) == 0
     forks = (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
     assert default_workers(photos, 8) == (1 if forks and len(os.sched_getaffinity(0)) >= 2 else 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny
+from conftest import make_tiny, units_of
 from torch import nn
 
 import captum_fv as fv
@@ -163,7 +163,7 @@ def test_report_recipe_is_a_setting_and_aligned_runs(tmp_path, tiny):
     rep = NeuronReport(tiny, "conv2", data, recipe="aligned", **kw)
     assert rep.settings["recipe"] == "aligned"
     rep.run([0, 1], tmp_path / "r")
-    assert (tmp_path / "r" / "units" / "channel_0001" / "positive.png").exists()
+    assert (units_of(tmp_path / "r") / "channel_0001" / "positive.png").exists()
 
 
 def test_maco_recipe_uses_the_phase_param_crops_and_nadam(tiny):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny
+from conftest import layer_dir, make_tiny, units_of
 
 import captum_fv as fv
 from captum_fv.report import NeuronReport, unit_name, writer
@@ -45,7 +45,7 @@ def test_report_files_and_json(built):
     report = json.loads((out / "report.json").read_text())
     assert [u["name"] for u in report["units"]] == ["channel_0000", "channel_0003"]
     for u in report["units"]:
-        folder = out / "units" / u["name"]
+        folder = units_of(out) / u["name"]
         assert len(u["activation"]["facets"]) == 2 and u["activation"]["negative"] is not None
         assert len(u["top"]) == 2 and len(u["bottom"]) == 2 and u["spectrum"]
         assert u["top"][0]["activation"] >= u["top"][1]["activation"] >= u["bottom"][0]["activation"]
@@ -53,7 +53,8 @@ def test_report_files_and_json(built):
         page = (folder / "index.html").read_text()
         for src in re.findall(r'src="([^"]+)"', page):
             assert (folder / src).exists(), src
-            assert src in u["files"]
+            # the unit's own files are listed; the layer's unit order (units.js) lives above it
+            assert src in u["files"] or src == "../../units.js", src
         # the numbers on the page are report.json's numbers
         shown = [u["activation"]["positive"], u["dataset_max"], u["dataset_min"]]
         shown += [e["activation"] for e in u["top"] + u["bottom"]]
@@ -70,10 +71,11 @@ def test_report_files_and_json(built):
 
 def test_index_links_every_unit_and_escapes_html(built):
     _, out, index = built
-    html = index.read_text()
+    html, grid = index.read_text(), (layer_dir(out) / "index.html").read_text()
     for name in ("channel_0000", "channel_0003"):
-        assert f'href="units/{name}/index.html"' in html
-    page = (out / "units" / "channel_0000" / "index.html").read_text()
+        assert f'href="layers/conv2/units/{name}/index.html"' in html  # one layer: its grid on the model index
+        assert f'href="units/{name}/index.html"' in grid
+    page = (units_of(out) / "channel_0000" / "index.html").read_text()
     assert "<b>img" not in page and "&lt;b&gt;img" in page
 
 
@@ -91,7 +93,7 @@ def test_figure_for_notebooks(built):
 def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
     rep = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
     calls = []
-    real = rep._write_unit
+    real = rep.layers["conv2"]._write_unit
 
     def write_then_die(out_dir, name):
         real(out_dir, name)
@@ -99,17 +101,17 @@ def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
         if len(calls) == 1:
             raise KeyboardInterrupt
 
-    rep._write_unit = write_then_die
+    rep.layers["conv2"]._write_unit = write_then_die
     with pytest.raises(KeyboardInterrupt):
         rep.run([1, 2], tmp_path)
-    units = sorted(p.name for p in (tmp_path / "units").iterdir())
+    units = sorted(p.name for p in units_of(tmp_path).iterdir())
     assert units == ["channel_0001"]  # no temporary or half-written folder left
-    assert writer.load_unit(tmp_path, "channel_0001", rep.fingerprint) is not None
+    assert writer.load_unit(layer_dir(tmp_path), "channel_0001", rep.fingerprint) is not None
 
     rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
     written = []
-    real2 = rep2._write_unit
-    rep2._write_unit = lambda out_dir, name: written.append(name) or real2(out_dir, name)
+    real2 = rep2.layers["conv2"]._write_unit
+    rep2.layers["conv2"]._write_unit = lambda out_dir, name: written.append(name) or real2(out_dir, name)
     rep2.run([1, 2], tmp_path, resume=True)
     assert written == ["channel_0002"]  # unit 1 was complete: kept as it was
     resumed = json.loads((tmp_path / "report.json").read_text())
@@ -126,21 +128,21 @@ def test_interrupted_run_leaves_no_half_unit_and_resume_finishes(tmp_path):
 def test_resume_redoes_corrupted_unit_and_changed_settings(tmp_path):
     rep = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
     rep.run([1], tmp_path)
-    png = tmp_path / "units" / "channel_0001" / "positive.png"
+    png = units_of(tmp_path) / "channel_0001" / "positive.png"
     png.write_bytes(png.read_bytes()[:-10])  # truncated file
-    assert writer.load_unit(tmp_path, "channel_0001", rep.fingerprint) is None
+    assert writer.load_unit(layer_dir(tmp_path), "channel_0001", rep.fingerprint) is None
     seen = []
     rep2 = NeuronReport(make_tiny(), "conv2", NamedImages(), **KW)
-    orig = rep2.viz.visualize
-    rep2.viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
+    orig = rep2.layers["conv2"].viz.visualize
+    rep2.layers["conv2"].viz.visualize = lambda sels, **kw: seen.append(list(sels)) or orig(sels, **kw)
     rep2.run([1], tmp_path, resume=True)
     assert seen == [[1]]
-    assert writer.load_unit(tmp_path, "channel_0001", rep2.fingerprint) is not None
+    assert writer.load_unit(layer_dir(tmp_path), "channel_0001", rep2.fingerprint) is not None
     # different settings: the unit on disk is not reused
     rep3 = NeuronReport(make_tiny(), "conv2", NamedImages(), **dict(KW, steps=7))
     seen3 = []
-    orig3 = rep3.viz.visualize
-    rep3.viz.visualize = lambda sels, **kw: seen3.append(list(sels)) or orig3(sels, **kw)
+    orig3 = rep3.layers["conv2"].viz.visualize
+    rep3.layers["conv2"].viz.visualize = lambda sels, **kw: seen3.append(list(sels)) or orig3(sels, **kw)
     rep3.run([1], tmp_path, resume=True)
     assert seen3 == [[1]]
 
@@ -204,7 +206,7 @@ def test_every_unit_has_a_trust_block_in_both_jsons(trusted):
     report = json.loads((out / "report.json").read_text())
     for u in report["units"]:
         t = u["trust"]
-        assert t == json.loads((out / "units" / u["name"] / "unit.json").read_text())["trust"]
+        assert t == json.loads((units_of(out) / u["name"] / "unit.json").read_text())["trust"]
         assert t["verdict"] in fv.trust.VERDICTS and t["verdict"] != fv.trust.NOT_ENOUGH and t["reason"]
         assert t["n_top"] == t["n_bottom"] == fv.trust.MIN_EXAMPLES  # mined once, 29 a side
         assert len(t["ratios"]) == 1 + KW["facets"]  # the positive optimum and each facet
@@ -224,16 +226,16 @@ def test_every_unit_has_a_trust_block_in_both_jsons(trusted):
 def test_the_pages_show_the_verdict_the_numbers_and_the_plot(trusted):
     rep, out = trusted
     report = json.loads((out / "report.json").read_text())
-    index = (out / "index.html").read_text()
+    index = (layer_dir(out) / "index.html").read_text()
     for u in report["units"]:
         t = u["trust"]
-        page = (out / "units" / u["name"] / "index.html").read_text()
+        page = (units_of(out) / u["name"] / "index.html").read_text()
         assert f">{t['verdict']}<" in page and "DreamSim" in page
         for x in (t["ratio"], t["path_similarity"]["summary"], t["mis_fv"]["score"], t["mis_natural"]["score"]):
             if x is not None:
                 assert writer.format_number(float(x)) in page
         assert 'src="trust_path.svg"' in page and "trust_path.svg" in u["files"]
-        svg = (out / "units" / u["name"] / "trust_path.svg").read_text()
+        svg = (units_of(out) / u["name"] / "trust_path.svg").read_text()
         n = len(t["path_similarity"]["layers"])
         assert svg.startswith("<svg") and svg.count("<polyline") == 2 and svg.count("<circle") == 2 * n
         assert f'data-unit="{u["name"]}" data-verdict="{t["verdict"]}"' in index
@@ -252,7 +254,7 @@ def test_trust_changes_nothing_else_and_resume_names_it(trusted, tmp_path):
     other = NeuronReport(make_tiny(), "relu2", Grouped(), transfer_models=[make_tiny(seed=4)], **KW)
     from captum_fv.report import resume
 
-    assert resume.plan(out, ["channel_0001"], other.fingerprint).redo == {"channel_0001": "trust changed"}
+    assert resume.plan(layer_dir(out), ["channel_0001"], other.fingerprint).redo == {"channel_0001": "trust changed"}
 
 
 def test_a_dataset_too_small_says_so_without_nan(built):
@@ -261,5 +263,5 @@ def test_a_dataset_too_small_says_so_without_nan(built):
         t = u["trust"]
         assert t["verdict"] == fv.trust.NOT_ENOUGH and "58" in t["reason"] and "nan" not in t["reason"]
         assert t["path_similarity"] is None and t["ratio"] is None
-        page = (out / "units" / u["name"] / "index.html").read_text()
+        page = (units_of(out) / u["name"] / "index.html").read_text()
         assert "not enough examples" in page and "trust_path.svg" not in page

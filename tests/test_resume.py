@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny
+from conftest import layer_dir, make_tiny, units_of
 from PIL import Image
 
 from captum_fv import cli, fingerprint
@@ -134,11 +134,11 @@ def test_each_part_of_the_fingerprint_is_named(tmp_path, monkeypatch):
 def test_units_from_before_fingerprints_are_redone(tmp_path):
     rep = NeuronReport(make_tiny(), "conv2", None, **KW)
     rep.run([2], tmp_path)
-    unit = tmp_path / "units" / "channel_0002" / "unit.json"
+    unit = units_of(tmp_path) / "channel_0002" / "unit.json"
     record = json.loads(unit.read_text())
     del record["fingerprint"]
     unit.write_text(json.dumps(record))  # file digests are of the PNGs and page: still intact
-    plan = resume.plan(tmp_path, ["channel_0002"], rep.fingerprint)
+    plan = resume.plan(layer_dir(tmp_path), ["channel_0002"], rep.fingerprint)
     assert plan.redo == {"channel_0002": "results+architecture+weights+dataset+settings changed"}
 
 
@@ -206,7 +206,7 @@ def test_inside_our_folder_only_our_own_files_are_replaced(tmp_path):
         rep.save(out)
     assert (out / "index.html").read_text() == "edited by hand"
     (out / "index.html").unlink()
-    stranger = out / "units" / "channel_0001"
+    stranger = units_of(out) / "channel_0001"
     stranger.mkdir()
     (stranger / "mine.txt").write_text("x")
     with pytest.raises(OutputFolderError, match="channel_0001"):
@@ -217,8 +217,8 @@ def test_inside_our_folder_only_our_own_files_are_replaced(tmp_path):
 def test_a_crashed_run_is_recognized_by_resume(tmp_path, capsys):
     out = tmp_path / "r"
     rep = NeuronReport(make_tiny(), "conv2", None, **KW)
-    real = rep._write_unit
-    rep._write_unit = lambda o, n: real(o, n) or (_ for _ in ()).throw(KeyboardInterrupt)
+    real = rep.layers["conv2"]._write_unit
+    rep.layers["conv2"]._write_unit = lambda o, n: real(o, n) or (_ for _ in ()).throw(KeyboardInterrupt)
     with pytest.raises(KeyboardInterrupt):
         rep.run([0, 1], out)
     assert not (out / "index.html").exists() and (out / MARKER).is_file()
@@ -246,7 +246,7 @@ def test_a_write_fault_keeps_every_unit_before_it(tmp_path, capsys, monkeypatch,
     code = cli.main(["report"] + TINY + ["--units", "0-3", "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and error.strerror in err
-    assert sorted(p.name for p in (out / "units").iterdir()) == ["channel_0000", "channel_0001"]
+    assert sorted(p.name for p in units_of(out).iterdir()) == ["channel_0000", "channel_0001"]
     monkeypatch.setattr(Image.Image, "save", real_save)
     assert cli.main(["report"] + TINY + ["--units", "0-3", "--out", str(out), "--resume"]) == 0
     assert _summary(capsys) == "resume: kept 2 of 4 units, redoing 2 (missing: 2)"

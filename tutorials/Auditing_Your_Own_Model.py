@@ -120,8 +120,10 @@ print("\n".join(lines[:8] + ["..."] + [line for line in lines if line.startswith
 # %% [markdown]
 # `captum-fv report` builds a neuron report: for each unit, its optimized image, diversity
 # facets, negative optimum, the images of `--data` that excite it most and least, and
-# Integrated Gradients on the top ones. Everything lands in `--out` (`index.html` plus one
-# folder per unit and a `report.json`); `--resume` keeps the units already finished when you
+# Integrated Gradients on the top ones. Everything lands in `--out`: `index.html` (the model
+# index), `report.json`, and `layers/<layer>/` with the layer's sortable grid and one folder per
+# unit. `--layer` repeats and takes patterns (`--layer 'layer3.*'` is every block of layer3,
+# `--layer layer3.1:0-15` names its units); `--resume` keeps the units already finished when you
 # extend a report or rerun an interrupted one.
 
 # %%

@@ -35,6 +35,7 @@ from ._wpmi import (
     class_labels,
     concept_probs,
     dissect,
+    has_classes,
     inclusion,
     soft_wpmi,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "class_labels",
     "concept_probs",
     "dissect",
+    "has_classes",
     "inclusion",
     "output_classes",
     "soft_wpmi",

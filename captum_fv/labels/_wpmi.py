@@ -243,6 +243,16 @@ def class_labels(
     return _labels(units, top_probs, mean_probs, classes, "classes", top, lam, prior, tied, support=hit.mean(1))
 
 
+def has_classes(dataset: Any) -> bool:
+    """Whether ``dataset`` carries class labels :func:`class_labels` can use (``.labels`` or
+    ``.targets``, and at least :data:`MIN_CLASSES` ``.classes``)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = getattr(dataset, "targets", None)
+    classes = getattr(dataset, "classes", None)
+    return labels is not None and classes is not None and len(classes) >= MIN_CLASSES
+
+
 def _dataset_labels(data: Any) -> "tuple[torch.Tensor, List[str]]":
     labels = getattr(data, "labels", None)
     if labels is None:

@@ -1,8 +1,23 @@
-"""Neuron reports: HTML pages and report.json per unit (see :class:`NeuronReport`)."""
+"""Neuron reports: HTML pages and report.json per unit, per layer and per model (see
+:class:`NeuronReport`; where the files go: :mod:`captum_fv.report.layout`)."""
 
 from .core import NeuronReport
 from .folder import OutputFolderError
+from .layer import LayerReport
+from .layout import LAYERS_DIR, layer_folder, layer_folder_name, unit_folder
 from .records import BuiltUnit, unit_identity, unit_name
 from .resume import ResumePlan
 
-__all__ = ["NeuronReport", "OutputFolderError", "BuiltUnit", "ResumePlan", "unit_name", "unit_identity"]
+__all__ = [
+    "LAYERS_DIR",
+    "BuiltUnit",
+    "LayerReport",
+    "NeuronReport",
+    "OutputFolderError",
+    "ResumePlan",
+    "layer_folder",
+    "layer_folder_name",
+    "unit_folder",
+    "unit_identity",
+    "unit_name",
+]

@@ -1,486 +1,441 @@
-"""NeuronReport: per unit, its optimized image, diversity facets, negative optimum, optimization
-snapshots, and the dataset examples that most and least activate it with Captum attributions.
+"""NeuronReport: a neuron report over one layer or many, with a model index over the layers.
 
-A build runs three named steps over the units still to do: mining (first, so a bad dataset item
-stops the run before any optimization), optimization in fixed chunks, and attribution unit by
-unit; records and images are made by :mod:`captum_fv.report.records`.
+Each layer is built by a :class:`captum_fv.report.layer.LayerReport` into its own folder (see
+:mod:`captum_fv.report.layout`); this module decides which layers and units a report covers,
+keeps the index pages current while a long audit runs, and writes the model index and the
+top-level ``report.json``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from .. import atlas as atlas_lib
 from .. import distributed as dist_lib
-from .. import fingerprint as fp_lib
-from .. import recipe as recipe_lib
-from .. import trust as trust_lib
-from ..accentuation import Accentuation, accentuate
 from ..addressing import LayerLike
-from ..attribution import attribute
 from ..data import sample_images
-from ..items import as_args, collate, forward_args_of, image_of
-from ..mining import DatasetExamples, ExampleSet
-from ..modelinfo import model_device, module_of
-from ..progress import progress_bar
-from ..unit import Selector, Unit, as_units
+from ..modelinfo import module_of
+from ..selection import ALL, parse_unit_list, select_layers
+from ..unit import Selector
 from ..version import __version__
-from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
-from . import folder, trustblock, writer
-from .figure import unit_figure
-from .records import BuiltUnit, FirstK, UnitContext, build_unit, setting, trust_index, unit_name
-from .resume import ResumePlan, plan, redo_all
-from .seeding import seeded
+from . import folder, layout, writer
+from .layer import LayerReport
+from .records import grid_entry
+from .resume import ResumePlan
+
+#: Seconds between rewrites of the index pages while a run goes on (and after its last unit).
+PROGRESS_EVERY_S = 10.0
+
+Units = Union[Sequence[Selector], str, None]
 
 
 class NeuronReport:
-    """Build and save a neuron report for units of one layer.
+    """Build and save a neuron report: per unit, its optimized image, diversity facets, negative
+    optimum, labels, trust verdict, and the dataset examples that most and least activate it with
+    Captum attributions; per layer a grid page; over all layers a model index.
 
-    Every number shown on a page lives in ``report.json``; ``figure(unit)`` draws one unit for
-    notebooks. Units are optimized in shared batches and mined in one pass over the dataset.
+    ``layer``: a module, a dotted name, None (the model output: class units), or a sequence of
+    them; names may be glob patterns over ``named_modules()`` (``"_blocks.*"``: ``*`` stays within
+    one dotted part, ``**`` crosses dots) with an optional unit list (``"_blocks.8:0-15"``,
+    ``"_blocks.*:all"``); see :mod:`captum_fv.selection`. ``build``/``run`` take the units of the
+    layers that name none: selectors, ``"0-15"``, or ``"all"`` (every channel).
+
+    Every number shown on a page lives in ``report.json`` (top-level ``"layers"``: one entry per
+    layer with its folder, unit count and verdicts; ``"units"``: every unit's record, each with
+    its ``"layer"``); ``figure(unit)`` draws one unit for notebooks. Files go where
+    :mod:`captum_fv.report.layout` says: ``layers/<layer>/units/<unit>/``.
+
+    Options (keywords, the same for every layer): ``size``, ``steps``, ``facets``, ``k``,
+    ``seed``, ``attribution_kwargs`` (Captum's own arguments of the attribution method, e.g.
+    ``n_steps``), ``batch_size`` (mining), ``max_batch`` (images optimized at once),
+    ``model_name``, ``progress``, ``distributed``, ``additional_forward_args``, ``output``,
+    ``recipe``, ``accentuate``, ``accentuate_steps``, ``trust``, ``transfer_models``,
+    ``transfer_names``, ``labels``, ``autocast``, ``channels_last``.
 
     ``trust=True`` (the default) judges each unit's positive optimum and facets with
     :class:`captum_fv.trust.TrustScorer` (the mining pass keeps 29 examples a side for it; the
     pages show ``k``): the record goes under ``"trust"`` in ``unit.json`` and ``report.json``,
-    the unit page shows it with the path-similarity curve, the index lists each unit's verdict
-    and numbers (``report.json["trust"]``). A dataset of fewer than 58 items gets the verdict
-    "not enough examples". ``transfer_models`` (named by ``transfer_names``): for class units
-    (``layer=None``), their top-1/top-5 on the pictures as well.
+    the unit page shows it with the path-similarity curve, the grids sort and filter by verdict.
+    A dataset of fewer than 58 items gets the verdict "not enough examples". ``transfer_models``
+    (named by ``transfer_names``): for class units (``layer=None``), their top-1/top-5 too.
+
+    ``labels=True`` (the default) labels every unit (:mod:`captum_fv.labels`): the output classes
+    it drives most (hidden layers), and the dataset class of its top examples when the dataset
+    has ten or more classes; under ``"labels"`` of each unit, shown and searchable on the pages.
+    ``atlas=True``: an activation atlas per hidden layer (``layers/<layer>/atlas/atlas.html``,
+    :func:`captum_fv.atlas.build` with ``atlas_kwargs``). ``autocast`` (``"bf16"``) and
+    ``channels_last``: rendering precision and memory format (see :mod:`captum_fv.precision`).
 
     Inside a ``torch.distributed`` process group of several ranks (``distributed=None``: when
     there is one; ``False``: this process alone), every rank calls ``run`` (or ``build`` then
     ``save``) with the same arguments: each optimizes and attributes its round-robin share of the
-    optimization chunks, the mining pass is shared, each rank writes its own unit folders, and
-    rank 0 writes ``index.html`` and ``report.json``. The result equals one process's. Each rank
-    keeps only its own units in ``.units`` (and can draw only those with ``figure``).
+    optimization chunks of every layer, the mining passes are shared, each rank writes its own
+    unit folders, and rank 0 writes the index pages and ``report.json``. The result equals one
+    process's. Each rank keeps only its own units in ``.units``.
 
     >>> report = NeuronReport(model, "_blocks.8", fv.data.sample_images(size=64, crops=2),
     ...                       size=64, steps=4, facets=1, k=2, progress=False)
     >>> report.build(range(1)).save("report")
     PosixPath('report/index.html')
+    >>> two = NeuronReport(model, ["_blocks.7:0", "_blocks.8:0-1"], fv.data.sample_images(size=64, crops=2),
+    ...                    size=64, steps=4, facets=0, k=2, progress=False, trust=False)
+    >>> index = two.run(None, "audit")
+    >>> [(entry["layer"], entry["units"]) for entry in json.load(open("audit/report.json"))["layers"]]
+    [('_blocks.7', 1), ('_blocks.8', 2)]
     """
 
     def __init__(
         self,
         forward_func: Union[nn.Module, Callable[..., torch.Tensor]],
-        layer: LayerLike,
+        layer: Union[LayerLike, Sequence[LayerLike]],
         dataset: Optional[Dataset] = None,
         attribution: str = "integrated_gradients",
         *,
-        size: int = 128,
-        steps: int = 256,
-        facets: int = 4,
-        k: int = 6,
-        seed: int = 0,
-        attribution_kwargs: Optional[Dict[str, Any]] = None,
-        batch_size: int = 32,
-        max_batch: int = 64,
-        model_name: Optional[str] = None,
-        progress: bool = True,
-        distributed: Optional[bool] = None,
-        additional_forward_args: Any = None,
-        output: Any = None,
-        recipe: Optional[str] = None,
-        accentuate: bool = False,
-        accentuate_steps: int = 32,
-        trust: bool = True,
-        transfer_models: Sequence[Any] = (),
-        transfer_names: Optional[Sequence[str]] = None,
+        atlas: bool = False,
+        atlas_kwargs: Optional[Dict[str, Any]] = None,
+        **options: Any,
     ):
-        if facets < 1 and facets != 0:
-            raise ValueError(f"facets must be >= 0, got {facets}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         self.forward_func = forward_func
-        self.viz = NeuronVisualization(forward_func, layer)
-        self.layer = self.viz.layer.key
-        self.layer_spec = self.viz._layer_spec
+        size = options.get("size", 128)
         self.dataset = dataset if dataset is not None else sample_images(size=size, crops=32)
-        self.attribution = attribution
-        self.attribution_kwargs = dict(attribution_kwargs or {})
-        self.size, self.steps, self.facets, self.k, self.seed = size, steps, facets, k, seed
-        self.batch_size, self.max_batch, self.progress = batch_size, max_batch, progress
-        module = module_of(forward_func)
-        self.model_name = model_name or type(module or forward_func).__name__
-        self.distributed = distributed
-        self.additional_forward_args = additional_forward_args  # Captum's: the same for every input
-        self.output = output  # which entry of a structured model output is "the output"
-        self.recipe = recipe_lib.get_recipe(recipe).name  # unknown names fail here, not mid-run
-        self.accentuate, self.accentuate_steps = accentuate, accentuate_steps
-        self.trust = trust  # every unit's trust block (captum_fv.trust), on by default
-        self.transfer_models = list(transfer_models)  # class units: their top-1/top-5 on the pictures
-        self.transfer_names = trustblock.transfer_names(self.transfer_models, transfer_names)
-        self.units: Dict[str, BuiltUnit] = {}  # name -> record (JSON-able), PNG arrays, tensors
-        self._order: List[str] = []  # unit names in the order they were first asked for
-        self._fp: Dict[str, str] = {}  # the fingerprint the units of the last build were made under
-        self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
-        self.timings: Dict[str, float] = {"optimization": 0.0, "mining": 0.0, "attribution": 0.0, "writing": 0.0}
-        if trust:
-            self.timings["trust"] = 0.0
+        self.atlas, self.atlas_kwargs = atlas, dict(atlas_kwargs or {})
+        self._own_units: Dict[str, Optional[List[int]]] = {}  # layer -> units its pattern named
+        self.layers: Dict[str, LayerReport] = {}  # layer name -> its part of the report
+        for spec, units in _layer_specs(module_of(forward_func), layer, size):
+            part = LayerReport(forward_func, spec, self.dataset, attribution, **options)
+            if part.layer in self.layers:
+                raise ValueError(f"layer {part.layer!r} is given twice; name each layer once")
+            self.layers[part.layer] = part
+            self._own_units[part.layer] = units
+        folders = [layout.layer_folder_name(k) for k in self.layers]
+        if len(set(folders)) < len(folders):
+            raise ValueError(f"two layers would share a folder ({folders}); pass them in separate reports")
+        self.progress = self._first.progress
+        self.atlases: Dict[str, Any] = {}  # layer -> captum_fv.atlas.Atlas, when atlas=True
+        self.atlas_timings: Dict[str, float] = {}
+
+    # -- what the report covers ----------------------------------------------------------------
+    @property
+    def _first(self) -> LayerReport:
+        return next(iter(self.layers.values()))
+
+    @property
+    def layer(self) -> str:
+        """The layer's name; for a report of several layers, the first one's."""
+        return self._first.layer
 
     @property
     def settings(self) -> Dict[str, Any]:
-        """What makes two runs' units interchangeable (checked by --resume)."""
-        return {
-            "model": self.model_name,
-            "layer": self.layer,
-            "size": self.size,
-            "steps": self.steps,
-            "facets": self.facets,
-            "k": self.k,
-            "seed": self.seed,
-            "attribution": self.attribution,
-            "attribution_kwargs": {k: setting(v) for k, v in sorted(self.attribution_kwargs.items())},
-            "max_batch": self.max_batch,
-            "dataset_size": len(self.dataset),  # type: ignore[arg-type]
-            "additional_forward_args": setting(self.additional_forward_args),
-            "output": setting(self.output),
-            # only when not the defaults, so reports made before recipes existed still resume
-            **({"recipe": self.recipe} if self.recipe != recipe_lib.DEFAULT else {}),
-            **({"accentuate_steps": self.accentuate_steps} if self.accentuate else {}),
-            # its own fingerprint part, so --resume says "trust changed"; absent when off
-            **({"trust": trustblock.trust_settings(self.transfer_models, self.transfer_names)} if self.trust else {}),
-        }
+        """What makes two runs' units interchangeable (checked by --resume); with several layers,
+        the settings they share (each layer's ``settings`` adds its name)."""
+        if len(self.layers) == 1:
+            return self._first.settings
+        return {k: v for k, v in self._first.settings.items() if k != "layer"}
 
     @property
     def fingerprint(self) -> Dict[str, str]:
-        """What a unit on disk must match to be kept by ``resume`` (see captum_fv.fingerprint):
-        the results version, the architecture, a digest of the weights, the dataset's identity
-        and every setting. Computed anew each time: the model may change between calls."""
-        return fp_lib.fingerprint(module_of(self.forward_func), self.forward_func, self.dataset, self.settings)
+        """The fingerprint a unit on disk must match to be kept by ``resume`` (of the first
+        layer; each layer's own is ``report.layers[name].fingerprint``)."""
+        return self._first.fingerprint
 
     @property
-    def _shared(self) -> bool:
-        """Whether the work is shared with the other ranks of a process group."""
-        return self.distributed is not False and dist_lib.is_distributed()
+    def units(self) -> Dict[str, Any]:
+        """The units built, name -> :class:`captum_fv.report.BuiltUnit`; with several layers the
+        names are ``"<layer>/<unit>"``."""
+        if len(self.layers) == 1:
+            return self._first.units
+        return {f"{k}/{n}": u for k, part in self.layers.items() for n, u in part.units.items()}
 
-    # -- building -------------------------------------------------------------------------------
+    @property
+    def timings(self) -> Dict[str, float]:
+        """Seconds spent in each phase, over every layer."""
+        total: Dict[str, float] = {}
+        for part in self.layers.values():
+            for k, v in part.timings.items():
+                total[k] = total.get(k, 0.0) + v
+        for v in self.atlas_timings.values():
+            total["atlas"] = total.get("atlas", 0.0) + v
+        return total
+
+    @property
+    def resumed(self) -> Optional[ResumePlan]:
+        """What the last ``run(resume=True)`` kept and redid, over every layer."""
+        plans = {k: p.resumed for k, p in self.layers.items() if p.resumed is not None}
+        if not plans:
+            return None
+        if len(self.layers) == 1:
+            return next(iter(plans.values()))
+        return ResumePlan(
+            [f"{k}/{n}" for k, p in plans.items() for n in p.kept],
+            {f"{k}/{n}": why for k, p in plans.items() for n, why in p.redo.items()},
+        )
+
+    def _units_of(self, layer: str, units: Units) -> List[Selector]:
+        own = self._own_units[layer]
+        if own is not None:
+            return list(own)
+        if units is None:
+            raise ValueError(
+                f"no units for layer {layer!r}: pass units (e.g. range(16) or 'all') or name them in "
+                f"the layer pattern, e.g. '{layer}:0-15'"
+            )
+        if isinstance(units, str):
+            parsed = parse_unit_list(units)
+            if parsed == ALL:
+                module = module_of(self.forward_func)
+                if module is None:
+                    raise ValueError("units='all' needs the model as an nn.Module to count the channels")
+                return list(select_layers(module, [f"{layer}:all"], self._first.size)[0].units or [])
+            return list(parsed)
+        return list(units)
+
+    # -- building ------------------------------------------------------------------------------
     def build(
         self,
-        units: Sequence[Selector],
+        units: Units = None,
         on_unit: Optional[Callable[[str], None]] = None,
         only: Optional[Sequence[Selector]] = None,
     ) -> "NeuronReport":
-        """Optimize, mine and attribute ``units``; ``on_unit(name)`` runs as each one completes.
-
-        Units are optimized in fixed chunks of ``units`` (each chunk its own seed), so a unit's
-        images do not depend on which other units are being redone: with ``only``, just the
-        chunks holding those units are optimized, and the results equal a full build's. In a
-        process group the chunks to optimize are dealt round-robin to the ranks (whole chunks,
-        so each is the very batch one process would optimize), and the mining pass is shared.
-        """
-        return self._build(units, on_unit, only, None)
-
-    def _build(
-        self,
-        units: Sequence[Selector],
-        on_unit: Optional[Callable[[str], None]],
-        only: Optional[Sequence[Selector]],
-        fingerprint: Optional[Dict[str, str]],
-    ) -> "NeuronReport":
-        units = as_units(units)
-        names = [u.file_name for u in units]
-        self._order += [n for n in dict.fromkeys(names) if n not in self._order]
-        wanted = set(names) if only is None else {u.file_name for u in as_units(list(only))} if len(only) else set()
-        todo = [u for u in units if u.file_name in wanted]
-        if not todo:
-            return self
-        self._fp = fingerprint or self.fingerprint
-        progress = self.progress and (not self._shared or dist_lib.rank() == 0)
-        needs_examples = recipe_lib.get_recipe(self.recipe).needs_examples
-        # a dataset prior needs the examples of every unit in the chunks optimized, not just todo's
-        full = self._mine(units if needs_examples else todo, progress)
-        mined = FirstK(full, self.k)
-        vis = self._optimize(units, wanted, progress, mined if needs_examples else None)
-        position = {n: i for i, n in reversed(list(enumerate(names)))}
-        self._attribute(todo, vis, mined, position, on_unit, progress, full)
+        """Optimize, mine, label and attribute the units of every layer (``units``: for layers
+        whose pattern names none); ``on_unit(name)`` runs as each one completes. ``only``: just
+        those units of each layer (see :meth:`LayerReport.build`)."""
+        for key, part in self.layers.items():
+            part.build(self._units_of(key, units), on_unit, only)
         return self
 
-    def _mine(self, units: List[Unit], progress: bool) -> ExampleSet:
-        """One pass for every unit: the report's ``k`` a side, or as many as the trust block
-        needs (the pages show the first ``k``: see :class:`FirstK`)."""
-        t = time.perf_counter()
-        mined = DatasetExamples(self.forward_func, self.layer_spec).collect(
-            self.dataset,
-            k=max(self.k, trust_lib.MIN_EXAMPLES) if self.trust else self.k,
-            batch_size=self.batch_size,
-            units=[u.selector for u in units],
-            progress=progress,
-            distributed=self._shared,
-            additional_forward_args=None if self._items_have_args() else self.additional_forward_args,
-        )
-        self.timings["mining"] += time.perf_counter() - t
-        return mined
+    def save(self, out_dir: Union[str, Path], force: bool = False) -> Path:
+        """Write every built unit, the layers' pages and the model index; returns the path of
+        ``index.html``. ``out_dir`` must be new, empty or a report folder of captum-fv's;
+        ``force=True`` writes into another folder when none of the report's names is there."""
+        root = Path(out_dir)
+        folder.claim_shared(root, force, self._shared)
+        for key, part in self.layers.items():
+            part.save(layout.layer_folder(root, key))
+            self._write_atlas(root, key)
+        return self._finish(root)
 
-    def _optimize(
-        self, units: List[Unit], wanted: set, progress: bool, mined: Optional[FirstK] = None
-    ) -> Dict[str, Visualization]:
-        """Optimize the chunks of ``units`` that hold a wanted unit (this rank's share of them);
-        ``mined``: the units' examples, for a recipe with a dataset prior."""
+    def run(self, units: Units, out_dir: Union[str, Path], resume: bool = False, force: bool = False) -> Path:
+        """Build and write the units of every layer one by one (each atomically), the index
+        pages rewritten as they finish so a long audit can be watched; with ``resume``, units
+        already complete on disk under the same fingerprint are kept, the others redone
+        (``.resumed`` says which and why). ``out_dir`` follows :meth:`save`'s rules."""
+        root = Path(out_dir)
+        folder.claim_shared(root, force, self._shared)
+        for key, part in self.layers.items():
+            names = [u for u in self._units_of(key, units)]
+            watch = _Watcher(self, root, key, len(names))
+            part.run(names, layout.layer_folder(root, key), resume=resume, on_unit=watch)
+            self._write_atlas(root, key)
+        return self._finish(root)
+
+    @property
+    def _shared(self) -> bool:
+        return self._first._shared
+
+    # -- atlases -------------------------------------------------------------------------------
+    def _write_atlas(self, root: Path, layer: str) -> None:
+        """The layer's activation atlas (rank 0 alone: it is one shared optimization)."""
+        part = self.layers[layer]
+        if not self.atlas or part.layer == "":
+            return
         t = time.perf_counter()
-        names = [u.file_name for u in units]
-        thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
-        chunks = [
-            c
-            for c in plan_chunks(len(units), SlotLayout.per_unit(self.facets, True), self.max_batch)
-            if wanted & set(names[c.start : c.stop])
-        ]
-        shared = self._shared
-        vis: Dict[str, Visualization] = {}
-        with dist_lib.all_or_none(shared):
-            for chunk in dist_lib.shard(chunks) if shared else chunks:
-                part, start = units[chunk.start : chunk.stop], chunk.start
-                done = self.viz.visualize(
-                    [u.selector for u in part],
-                    size=self.size,
-                    steps=self.steps,
-                    facets=self.facets,
-                    negative=True,
-                    seed=self.seed + start,
-                    thresholds=thresholds,
-                    max_batch=len(part) * (2 + self.facets),
-                    progress=progress,
-                    additional_forward_args=self.additional_forward_args,
-                    recipe=self.recipe,
-                    examples=None if mined is None else [self._top_inputs(mined, u)[0] for u in part],
+        with dist_lib.all_or_none(self._shared):
+            if dist_lib.rank() == 0 or not self._shared:
+                # the atlas's own image size and steps (cheaper than the units'); a 12 x 12 grid
+                options = dict(grid=ATLAS_GRID, seed=part.seed, progress=part.progress)
+                options.update(self.atlas_kwargs)
+                atlas = atlas_lib.build(
+                    part.forward_func,
+                    part.layer_spec,
+                    self.dataset,
+                    additional_forward_args=part.additional_forward_args,
+                    **options,
                 )
-                vis.update({u.file_name: v for u, v in zip(part, done)})
-        self.timings["optimization"] += time.perf_counter() - t
-        return vis
+                atlas.write(layout.layer_folder(root, layer) / ATLAS_DIR, unit_link=_unit_link(part))
+                self.atlases[layer] = atlas
+        if self._shared:
+            dist_lib.barrier()
+        self.atlas_timings[layer] = time.perf_counter() - t
 
-    def _attribute(
-        self,
-        units: List[Unit],
-        vis: Dict[str, Visualization],
-        mined: FirstK,
-        position: Dict[str, int],
-        on_unit: Optional[Callable[[str], None]],
-        progress: bool,
-        full: ExampleSet,
-    ) -> None:
-        """Attribute the top examples of each unit this rank optimized, measure how far to trust
-        its pictures, and record the unit."""
-        device = model_device(module_of(self.forward_func))
-        ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
-        mine = [u for u in units if u.file_name in vis]  # all of them in a single process
-        accents = self._accentuate(mine, mined) if self.accentuate and mine else {}
-        block = self._trust_block() if self.trust and mine else None
+    # -- the model index -----------------------------------------------------------------------
+    def _finish(self, root: Path) -> Path:
         with dist_lib.all_or_none(self._shared):
-            for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
-                name = unit.file_name
-                t = time.perf_counter()
-                top_images, args = self._top_inputs(mined, unit)
-                with seeded(self.seed + position[name], device):
-                    att = attribute(
-                        self.forward_func,
-                        self.layer_spec,
-                        top_images,
-                        unit.selector,
-                        attribution=self.attribution,
-                        additional_forward_args=args,
-                        **self.attribution_kwargs,
-                    )
-                self.timings["attribution"] += time.perf_counter() - t
-                trusted = None
-                if block is not None:
-                    t = time.perf_counter()
-                    trusted = block.unit(unit, vis[name], full, self.layer)
-                    self.timings["trust"] += time.perf_counter() - t
-                self.units[name] = build_unit(ctx, unit, vis[name], mined, top_images, att, accents.get(name), trusted)
-                if on_unit is not None:
-                    on_unit(name)
+            if dist_lib.rank() == 0 or not self._shared:
+                self._write_model_index(root)
+        if self._shared:
+            dist_lib.barrier()
+        return root / folder.INDEX
 
-    def _trust_block(self) -> trustblock.TrustBlock:
-        return trustblock.TrustBlock(
-            self.forward_func,
-            self.layer_spec,
-            self.dataset,
-            self.transfer_models,
-            self.transfer_names,
-            self.seed,
-            self.additional_forward_args,
-            self.output,
-        )
-
-    def _accentuate(self, units: List[Unit], mined: FirstK) -> Dict[str, Accentuation]:
-        """Every top example of ``units`` accentuated, in one batch (what beside where)."""
-        t = time.perf_counter()
-        tops = [self._top_inputs(mined, u)[0] for u in units]
-        n = min(len(x) for x in tops)
-        with dist_lib.all_or_none(self._shared):
-            acc = accentuate(
-                self.forward_func,
-                self.layer_spec,
-                [x[:n] for x in tops],
-                [u.selector for u in units],
-                steps=self.accentuate_steps,
-                seed=self.seed,
-                progress=False,
-                additional_forward_args=None if self._items_have_args() else self.additional_forward_args,
-            )
-        self.timings["accentuation"] = self.timings.get("accentuation", 0.0) + time.perf_counter() - t
-        return {
-            u.file_name: Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer)
-            for i, u in enumerate(units)
-        }
-
-    def _items_have_args(self) -> bool:
-        """Whether dataset items carry their own forward arguments (then they win over the report's,
-        which serve the optimization only)."""
-        try:
-            first = self.dataset[0]
-        except (TypeError, IndexError, KeyError, NotImplementedError):
-            return False
-        return forward_args_of(first) is not None
-
-    def _top_inputs(self, mined: FirstK, unit: Unit) -> Tuple[torch.Tensor, Any]:
-        """The unit's top examples and their extra forward arguments: the dataset items' own
-        (``"additional_forward_args"`` of dict items), else the report's, one row per example."""
-        indices = mined.top(unit.selector).indices.tolist()
-        batch = collate([self.dataset[i] for i in indices])  # each example read once
-        images, per_item = image_of(batch), forward_args_of(batch)
-        if per_item is not None:
-            return images, per_item
-        if self.additional_forward_args is None:
-            return images, None
-        rows = len(images)
-        return images, tuple(
-            a.expand(rows, *a.shape[1:]) if torch.is_tensor(a) and a.dim() and a.shape[0] == 1 else a
-            for a in as_args(self.additional_forward_args)
-        )
-
-    # -- saving ---------------------------------------------------------------------------------
-    def _write_unit(self, out_dir: Path, name: str) -> None:
-        t = time.perf_counter()
-        built = self.units[name]
-        rec = built.record
-        page = {"u": dict(rec, files=rec["files_layout"])}
-        writer.write_unit(out_dir, name, rec, built.arrays, page)
-        self.timings["writing"] += time.perf_counter() - t
-
-    def _write_index(
-        self,
-        out_dir: Path,
-        names: Sequence[str],
-        timings: Optional[Dict[str, float]] = None,
-        written_by: Optional[Dict[str, int]] = None,
-    ) -> Path:
-        t = time.perf_counter()
-        records, missing = [], []
-        for name in names:
-            rec = writer.load_unit(out_dir, name, self._fp or self.fingerprint)
-            (records.append(rec) if rec is not None else missing.append(name))
-        written_by = written_by or {}
-        lost = [n for n in missing if n in written_by]
-        if lost:
-            raise RuntimeError(
-                f"unit {lost[0]} was written by rank {written_by[lost[0]]} but rank 0 cannot read it "
-                f"in {out_dir}: with processes on several machines, --out must be a folder they all "
-                "see (a shared file system)"
-            )
-        report = {
-            "version": __version__,
-            "model": self.model_name,
-            "layer": self.layer,
-            "settings": self.settings,
-            "timings_s": dict(timings or self.timings),
-            "processes": dist_lib.world_size() if self._shared else 1,
-            "fingerprint": self._fp or self.fingerprint,
-            "dataset": {
-                "size": len(self.dataset),
-                "name": type(self.dataset).__name__,  # type: ignore[arg-type]
-                "skipped": [{"path": f.path, "reason": f.reason} for f in getattr(self.dataset, "skipped", [])],
-            },
-            "units": records,
-            "missing": missing,
-        }
-        trust = trust_index(records)
-        if trust is not None:
-            report["trust"] = trust
+    def _write_model_index(self, root: Path, progress: Optional[Dict[str, Any]] = None) -> Path:
+        """``index.html`` and ``report.json`` at the root, from each layer's ``report.json``."""
+        layers, reports = [], []
+        for key in self.layers:
+            rep = _read_json(layout.layer_folder(root, key) / folder.REPORT_JSON)
+            if rep is None:
+                continue
+            reports.append(rep)
+            layers.append(_layer_entry(root, key, rep, self.atlases.get(key), progress))
+        report = _model_report(self, layers, reports)
+        grid = None
+        if len(reports) == 1:  # one layer: its grid on the model index too
+            grid = {
+                "base": f"{layout.LAYERS_DIR}/{layers[0]['folder']}/",
+                "units": [grid_entry(r) for r in reports[0]["units"]],
+            }
         context = {
-            "layer": self.layer,
-            "model": self.model_name,
-            "settings": self.settings,
+            "model": report["model"],
+            "layers": layers,
+            "settings": report["settings"],
             "dataset": report["dataset"],
             "version": __version__,
-            "missing": missing,
-            "units": [dict(r, files_positive=r["files_layout"]["positive"]) for r in records],
-            "trust": trust,
+            "grid": grid,
+            "verdicts": sorted({v for e in layers for v in e["verdicts"]}),
+            "progress": progress,
+            "timings": report["timings_s"],
         }
-        index = writer.write_index(out_dir, context, report)
-        self.timings["writing"] += time.perf_counter() - t
-        return index
+        return writer.write_index(root, context, report, template="model.html")
 
-    def _finish(self, out_dir: Path, names: Optional[Sequence[str]], written: Sequence[str]) -> Path:
-        """Write the index over ``names`` (None: every unit any rank wrote, in build order). In a
-        process group: once every rank has written its units, rank 0 writes it, with each phase's
-        time the longest of any rank's; every rank returns when it is written."""
-        if not self._shared:
-            return self._write_index(out_dir, list(written) if names is None else names)
-        dist_lib.barrier()  # every rank has written its unit folders
-        gathered = dist_lib.all_gather_object((dict(self.timings), list(written)))
-        timings = {k: max(t.get(k, 0.0) for t, _ in gathered) for k in self.timings}
-        written_by = {n: r for r, (_, ns) in enumerate(gathered) for n in ns}
-        if names is None:
-            names = [n for n in self._order if n in written_by]
-        with dist_lib.all_or_none():
-            if dist_lib.rank() == 0:
-                self._write_index(out_dir, names, timings, written_by)
-        return out_dir / "index.html"
+    # -- notebooks -----------------------------------------------------------------------------
+    def figure(self, unit: Selector, layer: Optional[LayerLike] = None) -> Any:
+        """A matplotlib figure of one built unit (of ``layer``; default: the only or first layer):
+        optima, facets, snapshots, top examples with attribution overlays, and bottom examples."""
+        if layer is None:
+            return self._first.figure(unit)
+        key = layer if isinstance(layer, str) and layer in self.layers else None
+        if key is None:
+            key = next((k for k, p in self.layers.items() if p.viz.layer.module is layer or p.layer == layer), None)
+        if key is None:
+            raise KeyError(f"layer {layer!r} is not in this report; it has {', '.join(self.layers)}")
+        return self.layers[key].figure(unit)
 
-    def save(self, out_dir: Union[str, Path], force: bool = False) -> Path:
-        """Write every built unit and the index; returns the path of ``index.html``.
 
-        ``out_dir`` must be new, empty or a report folder of captum-fv's; ``force=True`` writes
-        into another folder when none of the report's names is there (else OutputFolderError).
-        In a process group every rank calls it: each writes the units it built, rank 0 the index."""
-        out_dir = Path(out_dir)
-        folder.claim_shared(out_dir, force, self._shared)
-        with dist_lib.all_or_none(self._shared):
-            for name in self.units:
-                self._write_unit(out_dir, name)
-        return self._finish(out_dir, None, list(self.units))
+#: The atlas grid of a report (at most 144 cells; ``atlas_kwargs={"grid": 20}`` for the largest).
+ATLAS_GRID = 12
+#: The folder of a layer's activation atlas, inside the layer's folder.
+ATLAS_DIR = "atlas"
 
-    def run(
-        self, units: Sequence[Selector], out_dir: Union[str, Path], resume: bool = False, force: bool = False
-    ) -> Path:
-        """Build and write ``units`` one by one (each atomically); with ``resume``, units already
-        complete on disk under the same fingerprint are kept, the others redone (``.resumed``
-        says which and why). ``out_dir`` follows :meth:`save`'s rules. In a process group every
-        rank calls it alike; rank 0 decides which units are redone."""
-        out_dir = Path(out_dir)
-        units = as_units(units)
-        names = [u.file_name for u in units]
-        shared = self._shared
-        folder.claim_shared(out_dir, force, self._shared)
-        fingerprint = self.fingerprint
-        todo: Optional[ResumePlan] = None
-        with dist_lib.all_or_none(shared):
-            if dist_lib.rank() == 0 or not shared:
-                todo = plan(out_dir, names, fingerprint) if resume else redo_all(names)
-        if shared:
-            todo = dist_lib.broadcast_object(todo)
-        assert todo is not None
-        self.resumed = todo if resume else None
-        written: List[str] = []
 
-        def write(name: str) -> None:
-            self._write_unit(out_dir, name)
-            written.append(name)
+class _Watcher:
+    """Called as each unit of a layer is written: rewrites the layer's grid and the model index
+    at most every :data:`PROGRESS_EVERY_S` seconds, so a long audit can be watched (one process,
+    or rank 0's own units in a group: the other ranks' units show when the layer ends)."""
 
-        self._build(units, write, [u for u, n in zip(units, names) if n in todo.redo], fingerprint)
-        return self._finish(out_dir, names, written)
+    def __init__(self, report: NeuronReport, root: Path, layer: str, total: int) -> None:
+        self.report, self.root, self.layer, self.total = report, root, layer, total
+        self.done, self.last = 0, time.perf_counter()
 
-    # -- notebooks ------------------------------------------------------------------------------
-    def figure(self, unit: Selector) -> "Any":
-        """A matplotlib figure of one built unit: optima, facets, snapshots, top examples with
-        attribution overlays, and bottom examples."""
-        name = unit_name(unit)
-        if name not in self.units:
-            raise KeyError(f"unit {Unit.parse(unit).title} is not built; call report.build([{unit!r}]) first")
-        return unit_figure(self.units[name])
+    def __call__(self, name: str) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.report._shared or now - self.last < PROGRESS_EVERY_S or self.done >= self.total:
+            return
+        self.last = now
+        part = self.report.layers[self.layer]
+        progress = {"layer": self.layer, "done": self.done, "total": self.total}
+        part._write_index(layout.layer_folder(self.root, self.layer), part._order, progress=progress)
+        self.report._write_model_index(self.root, progress)
+
+
+def _layer_specs(module: Optional[nn.Module], layer: Any, size: int) -> List[tuple]:
+    """``(layer spec, its own units or None)`` for each layer ``layer`` names."""
+    if layer is None or isinstance(layer, nn.Module):
+        return [(layer, None)]
+    specs = [layer] if isinstance(layer, str) else list(layer)
+    if not specs:
+        raise ValueError("give at least one layer, e.g. '_blocks.8' or '_blocks.*'")
+    if module is None or not all(isinstance(s, str) for s in specs):
+        return [(s, None) for s in specs]  # modules, None, or names of a plain forward function
+    return [(sel.layer, sel.units) for sel in select_layers(module, specs, input_size=size)]
+
+
+def _unit_link(part: LayerReport) -> Callable[[int], Optional[str]]:
+    """The atlas's link for a strongest channel: its unit page when the report built it."""
+    built = set(part._order)
+
+    def link(channel: int) -> Optional[str]:
+        name = f"channel_{channel:04d}"
+        return f"../units/{name}/index.html" if name in built else None
+
+    return link
+
+
+def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _layer_entry(
+    root: Path, key: str, rep: Dict[str, Any], atlas: Any, progress: Optional[Dict[str, Any]]
+) -> Dict[str, Any]:
+    """One layer in the model index and in ``report.json["layers"]``."""
+    name = layout.layer_folder_name(key)
+    records = rep["units"]
+    ratios = sorted(r["ratio"] for r in records if r.get("ratio") is not None)
+    labelled = [r.get("label") for r in records if r.get("label")]
+    page = layout.layer_folder(root, key) / ATLAS_DIR / "atlas.html"
+    entry = {
+        "layer": key,
+        "folder": name,
+        "page": f"{layout.LAYERS_DIR}/{name}/{folder.INDEX}",
+        "units": len(records),
+        "missing": len(rep.get("missing", [])),
+        "verdicts": (rep.get("trust") or {}).get("verdicts", {}),
+        "median_ratio": ratios[len(ratios) // 2] if ratios else None,
+        "labels": sorted(set(labelled), key=labelled.index)[:6],
+        "atlas": None,
+        "building": bool(progress and progress["layer"] == key),
+    }
+    if page.exists():
+        entry["atlas"] = {"page": f"{layout.LAYERS_DIR}/{name}/{ATLAS_DIR}/atlas.html"}
+        if atlas is not None:
+            entry["atlas"].update(atlas.cost.to_dict())
+    return entry
+
+
+def _model_report(report: NeuronReport, layers: List[Dict], reports: List[Dict]) -> Dict[str, Any]:
+    """The top-level ``report.json``: the one layer's report with ``"layers"`` added, or for
+    several layers every unit, missing unit and trust row together."""
+    timings = report.timings
+    if len(reports) == 1:
+        out = dict(reports[0], layers=layers, timings_s=dict(reports[0]["timings_s"], **_extra(timings)))
+        out["labels"] = {reports[0]["layer"]: reports[0].get("labels", {})}
+        return out
+    first = reports[0] if reports else {}
+    units = [r for rep in reports for r in rep["units"]]
+    out = {
+        "version": __version__,
+        "model": first.get("model", report._first.model_name),
+        "layers": layers,
+        "settings": report.settings,
+        "timings_s": timings,
+        "processes": first.get("processes", 1),
+        "dataset": first.get("dataset", {"size": len(report.dataset)}),  # type: ignore[arg-type]
+        "units": units,
+        "missing": [f"{rep['layer']}/{n}" for rep in reports for n in rep.get("missing", [])],
+        "labels": {rep["layer"]: rep.get("labels", {}) for rep in reports},
+    }
+    trust = [rep["trust"] for rep in reports if rep.get("trust")]
+    if trust:
+        verdicts: Dict[str, int] = {}
+        for t in trust:
+            for v, n in t["verdicts"].items():
+                verdicts[v] = verdicts.get(v, 0) + n
+        out["trust"] = {
+            "verdicts": verdicts,
+            "classes": any(t["classes"] for t in trust),
+            "units": [row for t in trust for row in t["units"]],
+        }
+    return out
+
+
+def _extra(timings: Dict[str, float]) -> Dict[str, float]:
+    return {"atlas": timings["atlas"]} if "atlas" in timings else {}

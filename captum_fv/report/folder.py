@@ -3,7 +3,7 @@
 A report marks its folder with :data:`MARKER` before it writes anything, so a crashed run is
 still recognized by ``--resume``. An existing, non-empty folder without the marker is the user's:
 writing there stops with :class:`OutputFolderError` unless ``force`` is given, and even then only
-when none of the report's own names (``index.html``, ``report.json``, ``units/``, the marker) is
+when none of the report's own names (``index.html``, ``report.json``, ``units/``, ``layers/``, the marker) is
 there already. Inside a folder of ours, ``index.html`` and ``report.json`` are replaced only while
 they still hold what captum-fv wrote (their digests are kept in the marker), and a unit folder
 only while it holds our ``unit.json``; anything else in the folder is never touched.
@@ -26,7 +26,7 @@ INDEX = "index.html"
 REPORT_JSON = "report.json"
 UNITS_DIR = "units"
 UNIT_JSON = "unit.json"
-OWN_NAMES = (INDEX, REPORT_JSON, UNITS_DIR, MARKER)
+OWN_NAMES = (INDEX, REPORT_JSON, UNITS_DIR, "layers", MARKER)
 
 
 class OutputFolderError(ValueError):

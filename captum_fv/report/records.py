@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..heatmap import attribution_scale, signed_overlay
+from ..heatmap import attribution_scale, colorbar, signed_overlay
 from ..items import image_of
 from ..mining import Examples
 from ..trust import VERDICTS, TrustSummary
@@ -21,6 +21,9 @@ from ..unit import Selector, Unit
 from ..visualization import Visualization
 from .trustplot import PLOT_FILE, path_plot
 from .writer import to_png_array
+
+#: The colour bar of a unit's attribution overlays (its scale is ``record["attribution"]["scale"]``).
+COLORBAR_FILE = "attr_colorbar.png"
 
 
 def unit_name(selector: Selector) -> str:
@@ -131,6 +134,7 @@ def _files_layout(v: Visualization) -> Dict[str, Any]:
         "facets": [f"facet_{j}.png" for j in range(len(v.facets))],
         "negative": "negative.png" if v.negative is not None else None,
         "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
+        "colorbar": COLORBAR_FILE,
     }
 
 
@@ -169,6 +173,8 @@ def unit_record(
             "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
             "mean_rel_delta": None if rel is None else float(rel.mean()),
             "max_rel_delta": None if rel is None else float(rel.max()),
+            # one colour scale for the unit's top examples: the value drawn at full colour
+            "scale": attribution_scale(att.attributions) if len(top) else 0.0,
         },
         "top": _top_entries(ds, tops, top, att),
         "bottom": [
@@ -195,11 +201,14 @@ def unit_arrays(
         arrays["negative.png"] = to_png_array(v.negative[0])
     for s, img in v.snapshots.items():
         arrays[f"step_{s:05d}.png"] = to_png_array(img[0])
+    scale = record["attribution"]["scale"]
     for j, img in enumerate(top):
         arrays[f"top_{j}.png"] = to_png_array(img)
-        arrays[f"top_{j}_attr.png"] = to_png_array(
-            signed_overlay(img, att.attributions[j], attribution_scale(att.attributions)).image
-        )
+        arrays[f"top_{j}_attr.png"] = to_png_array(signed_overlay(img, att.attributions[j], scale).image)
+    if len(top):
+        arrays[COLORBAR_FILE] = to_png_array(colorbar(scale))
+    else:
+        record["files_layout"]["colorbar"] = None
     for e in record["bottom"] + record["spectrum"]:
         arrays[e["image"]] = to_png_array(image_of(dataset[e["index"]]))
     return arrays
@@ -220,6 +229,14 @@ def add_accentuation(record: Dict[str, Any], arrays: Dict[str, np.ndarray], acc:
             accentuated_distance=float(acc.distance[j]),
         )
         arrays[entry["accentuated"]] = to_png_array(acc.images[j])
+
+
+def add_labels(record: Dict[str, Any], labels: List[Dict[str, Any]]) -> None:
+    """The unit's automatic labels (:func:`captum_fv.labels.to_json` entries, best source first)
+    under ``"labels"``, and the one a grid shows under ``"label"`` ("" when none)."""
+    record["labels"] = labels
+    named = [lab for lab in labels if lab["label"]]
+    record["label"] = named[0]["label"] if named else ""
 
 
 def add_trust(record: Dict[str, Any], arrays: Dict[str, Any], trust: Any) -> None:
@@ -247,6 +264,21 @@ def build_unit(
     if trust is not None:
         add_trust(record, arrays, trust)
     return BuiltUnit(record, arrays, v, top, att, accentuation, trust)
+
+
+def grid_entry(record: Dict[str, Any]) -> Dict[str, Any]:
+    """What a layer's grid shows and sorts by for one unit record: name, title, thumbnail, ratio,
+    label, and the trust verdict and path summary ("" and None without a trust block)."""
+    trust = TrustSummary.from_dict(record["trust"]) if record.get("trust") else None
+    return {
+        "name": record["name"],
+        "title": record["title"],
+        "files_positive": record["files_layout"]["positive"],
+        "ratio": record.get("ratio"),
+        "label": record.get("label", ""),
+        "verdict": trust.verdict if trust else "",
+        "path": trust.path if trust else None,
+    }
 
 
 def trust_index(records: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

@@ -148,15 +148,16 @@ def load_unit(out_dir: Path, name: str, fingerprint: Optional[Dict[str, str]] = 
     return unit_status(out_dir, name, fingerprint).record
 
 
-def write_index(out_dir: Path, context: Dict[str, Any], report: Dict[str, Any]) -> Path:
-    """Write ``report.json`` and ``index.html`` (each atomically) and return the index path;
-    either is replaced only while it holds what captum-fv wrote there."""
+def write_index(out_dir: Path, context: Dict[str, Any], report: Dict[str, Any], template: str = "index.html") -> Path:
+    """Write ``report.json`` and ``index.html`` (each atomically; the page rendered from
+    ``template``: a layer's grid, or ``"model.html"`` for the model index) and return the index
+    path; either is replaced only while it holds what captum-fv wrote there."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (REPORT_JSON, INDEX):
         check_replaceable(out_dir, name)
     atomic_write_text(out_dir / REPORT_JSON, json.dumps(report, indent=1))
     index = out_dir / INDEX
-    atomic_write_text(index, _env().get_template("index.html").render(**context))
+    atomic_write_text(index, _env().get_template(template).render(**context))
     record_written(out_dir, [REPORT_JSON, INDEX])
     return index
