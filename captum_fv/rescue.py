@@ -91,15 +91,17 @@ def redirect_grad(grad: torch.Tensor, y: torch.Tensor, upper: Optional[float]) -
     ``grad`` is of a loss being minimized: a step moves the input by ``-grad``."""
     zero = grad.new_zeros(())
     low = y <= 0
-    high = y >= upper if upper is not None else torch.zeros_like(low)
-    flat = low | high
+    high = y >= upper if upper is not None else None
+    flat = low if high is None else low | high
     ordinary = torch.where(flat, zero, grad)
-    toward = (low & (grad < 0)) | (high & (grad > 0))
+    live = ordinary.ne(0) if grad.dim() < 2 else ordinary.flatten(1).ne(0).any(1)
+    if bool(live.all()):  # the usual case after the first steps: no row needs the redirected gradient
+        return ordinary
+    toward = low & (grad < 0) if high is None else (low & (grad < 0)) | (high & (grad > 0))
     redirected = torch.where(flat & ~toward, zero, grad)
     if grad.dim() < 2:
-        return ordinary if bool(ordinary.ne(0).any()) else redirected
-    live = ordinary.flatten(1).ne(0).any(1).view(-1, *([1] * (grad.dim() - 1)))
-    return torch.where(live, ordinary, redirected)
+        return ordinary if bool(live.any()) else redirected
+    return torch.where(live.view(-1, *([1] * (grad.dim() - 1))), ordinary, redirected)
 
 
 _RELU = {F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
