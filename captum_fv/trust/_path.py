@@ -8,7 +8,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from ..addressing import LayerLike
 from ._features import ForwardFunc, as_images, path_layers, set_features
@@ -17,6 +16,8 @@ from ._features import ForwardFunc, as_images, path_layers, set_features
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation of every row of ``a`` (N, C) with every row of ``b`` (M, C):
     (N, M), ties given their average rank; a constant row correlates 0 with anything."""
+    from scipy.stats import rankdata  # here, not at import: scipy.stats alone takes ~0.7 s to import
+
     ra = torch.from_numpy(rankdata(a.double().numpy(), axis=1)).double()
     rb = torch.from_numpy(rankdata(b.double().numpy(), axis=1)).double()
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
