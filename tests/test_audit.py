@@ -172,3 +172,19 @@ def test_cli_many_layers(tmp_path, capsys):
     assert "matches no module" in capsys.readouterr().err
     assert cli.main(argv + ["--layer", "conv1", "--units", "0-999"]) == 2
     assert "has" in capsys.readouterr().err
+
+
+def test_an_atlas_per_layer_linked_from_the_pages(tmp_path, data):
+    small = dict(grid=3, samples=32, size=16, steps=2, measure_cost=False)
+    rep = NeuronReport(make_tiny(), "conv2:0-11", data, atlas=True, atlas_kwargs=small, **dict(OPTS, labels=False))
+    rep.run(None, tmp_path)
+    layer = layer_folder(tmp_path, "conv2")
+    page = (layer / "atlas" / "atlas.html").read_text()
+    assert 'href="atlas/atlas.html"' in (layer / "index.html").read_text()
+    entry = json.loads((tmp_path / "report.json").read_text())["layers"][0]
+    assert entry["atlas"]["page"] == "layers/conv2/atlas/atlas.html" and entry["atlas"]["cells"] >= 1
+    assert 'href="layers/conv2/atlas/atlas.html"' in (tmp_path / "index.html").read_text()
+    # a strongest channel the report built links to its unit page (relative to the atlas folder)
+    links = re.findall(r"\.\./units/(channel_\d+)/index\.html", page)
+    assert links and all(int(n[-4:]) < 12 and (layer / "units" / n).is_dir() for n in links)
+    assert rep.timings["atlas"] > 0

@@ -23,9 +23,10 @@ from ..addressing import LayerLike
 from ..data import sample_images
 from ..modelinfo import module_of
 from ..selection import ALL, parse_unit_list, select_layers
-from ..unit import Selector
+from ..unit import Selector, Unit
 from ..version import __version__
 from . import folder, layout, writer
+from .folder import UNITS_DIR
 from .layer import LayerReport
 from .records import grid_entry
 from .resume import ResumePlan
@@ -217,8 +218,8 @@ class NeuronReport:
         root = Path(out_dir)
         folder.claim_shared(root, force, self._shared)
         for key, part in self.layers.items():
+            self._write_atlas(root, key, part._order)
             part.save(layout.layer_folder(root, key))
-            self._write_atlas(root, key)
         return self._finish(root)
 
     def run(self, units: Units, out_dir: Union[str, Path], resume: bool = False, force: bool = False) -> Path:
@@ -229,10 +230,11 @@ class NeuronReport:
         root = Path(out_dir)
         folder.claim_shared(root, force, self._shared)
         for key, part in self.layers.items():
-            names = [u for u in self._units_of(key, units)]
+            names = self._units_of(key, units)
+            # the atlas first, so the layer's pages (written as its units finish) link to it
+            self._write_atlas(root, key, [Unit.parse(u).file_name for u in names])
             watch = _Watcher(self, root, key, len(names))
             part.run(names, layout.layer_folder(root, key), resume=resume, on_unit=watch)
-            self._write_atlas(root, key)
         return self._finish(root)
 
     @property
@@ -240,12 +242,14 @@ class NeuronReport:
         return self._first._shared
 
     # -- atlases -------------------------------------------------------------------------------
-    def _write_atlas(self, root: Path, layer: str) -> None:
-        """The layer's activation atlas (rank 0 alone: it is one shared optimization)."""
+    def _write_atlas(self, root: Path, layer: str, units: Sequence[str]) -> None:
+        """The layer's activation atlas (rank 0 alone: it is one shared optimization), its
+        strongest channels linked to the pages of ``units``."""
         part = self.layers[layer]
         if not self.atlas or part.layer == "":
             return
         t = time.perf_counter()
+        folder.claim_shared(layout.layer_folder(root, layer), False, self._shared)
         with dist_lib.all_or_none(self._shared):
             if dist_lib.rank() == 0 or not self._shared:
                 # the atlas's own image size and steps (cheaper than the units'); a 12 x 12 grid
@@ -258,7 +262,7 @@ class NeuronReport:
                     additional_forward_args=part.additional_forward_args,
                     **options,
                 )
-                atlas.write(layout.layer_folder(root, layer) / ATLAS_DIR, unit_link=_unit_link(part))
+                atlas.write(layout.layer_folder(root, layer) / layout.ATLAS_DIR, unit_link=_unit_link(units))
                 self.atlases[layer] = atlas
         if self._shared:
             dist_lib.barrier()
@@ -318,8 +322,6 @@ class NeuronReport:
 
 #: The atlas grid of a report (at most 144 cells; ``atlas_kwargs={"grid": 20}`` for the largest).
 ATLAS_GRID = 12
-#: The folder of a layer's activation atlas, inside the layer's folder.
-ATLAS_DIR = "atlas"
 
 
 class _Watcher:
@@ -355,13 +357,13 @@ def _layer_specs(module: Optional[nn.Module], layer: Any, size: int) -> List[tup
     return [(sel.layer, sel.units) for sel in select_layers(module, specs, input_size=size)]
 
 
-def _unit_link(part: LayerReport) -> Callable[[int], Optional[str]]:
-    """The atlas's link for a strongest channel: its unit page when the report built it."""
-    built = set(part._order)
+def _unit_link(units: Sequence[str]) -> Callable[[int], Optional[str]]:
+    """The atlas's link for a strongest channel: its unit page when the report builds it."""
+    built = set(units)
 
     def link(channel: int) -> Optional[str]:
-        name = f"channel_{channel:04d}"
-        return f"../units/{name}/index.html" if name in built else None
+        name = Unit.parse(channel).file_name
+        return f"../{UNITS_DIR}/{name}/index.html" if name in built else None
 
     return link
 
@@ -381,7 +383,7 @@ def _layer_entry(
     records = rep["units"]
     ratios = sorted(r["ratio"] for r in records if r.get("ratio") is not None)
     labelled = [r.get("label") for r in records if r.get("label")]
-    page = layout.layer_folder(root, key) / ATLAS_DIR / "atlas.html"
+    page = layout.layer_folder(root, key) / layout.ATLAS_DIR / "atlas.html"
     entry = {
         "layer": key,
         "folder": name,
@@ -395,7 +397,7 @@ def _layer_entry(
         "building": bool(progress and progress["layer"] == key),
     }
     if page.exists():
-        entry["atlas"] = {"page": f"{layout.LAYERS_DIR}/{name}/{ATLAS_DIR}/atlas.html"}
+        entry["atlas"] = {"page": f"{layout.LAYERS_DIR}/{name}/{layout.ATLAS_DIR}/atlas.html"}
         if atlas is not None:
             entry["atlas"].update(atlas.cost.to_dict())
     return entry

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 from ..trust import VERDICTS
 from . import writer
 from .folder import atomic_write_text, check_replaceable, record_written
+from .layout import ATLAS_DIR
 from .records import grid_entry, trust_index
 
 #: The layer's unit order for the unit pages' previous/next links, read by the pages' script, so
@@ -55,6 +56,7 @@ def write(
         "verdicts": [v for v in VERDICTS if trust and v in trust["verdicts"]],
         "trust": trust,
         "progress": progress,
+        "atlas": f"{ATLAS_DIR}/atlas.html" if (Path(out_dir) / ATLAS_DIR / "atlas.html").exists() else None,
     }
     index = writer.write_index(out_dir, context, report)
     order = [[r["name"], r["title"]] for r in records]

@@ -21,6 +21,8 @@ from .folder import UNITS_DIR
 
 #: The folder that holds one folder per layer.
 LAYERS_DIR = "layers"
+#: A layer's activation atlas, inside the layer's folder (``atlas.html`` and its images).
+ATLAS_DIR = "atlas"
 #: The folder name of the model output's units (``layer=None``: class units).
 OUTPUT_FOLDER = "output"
 
