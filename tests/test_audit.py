@@ -128,9 +128,11 @@ def test_the_index_is_rewritten_as_units_finish(tmp_path, data, monkeypatch):
 
 
 def test_a_layer_of_thousands_of_units_stays_small(tmp_path):
-    """The grid of 3,000 units (with labels and verdicts) is well under 2 MB and loads lazily."""
-    from captum_fv.report.records import grid_entry
+    """The grid of 3,000 units with labels and trust verdicts is under 2 MB and loads lazily;
+    the trust table is left to report.json there (a small layer keeps it: other tests)."""
+    from captum_fv.report import layerindex
 
+    trust = {"verdict": "consistent", "ratio": 1.5, "path_similarity": {"summary": 0.31}, "mis_fv": {"score": 0.8}}
     records = [
         {
             "name": f"channel_{i:04d}",
@@ -138,26 +140,25 @@ def test_a_layer_of_thousands_of_units_stays_small(tmp_path):
             "files_layout": {"positive": "positive.png"},
             "ratio": 1.0 + i / 1000,
             "label": "great white shark",
-            "trust": {"verdict": "consistent", "path_similarity": {"summary": 0.31}},
+            "labels": [],
+            "trust": trust,
         }
         for i in range(3000)
     ]
-    context = {
-        "layer": "_blocks.8",
+    head = {
+        "version": fv.__version__,
         "model": "m",
+        "layer": "_blocks.8",
         "settings": {"size": 128, "steps": 256, "facets": 4, "k": 6, "attribution": "integrated_gradients"},
         "dataset": {"size": 100, "name": "d"},
-        "version": fv.__version__,
-        "missing": [],
-        "units": [grid_entry(r) for r in records],
-        "verdicts": ["consistent"],
-        "trust": None,
-        "progress": None,
     }
-    page = writer.write_index(tmp_path, context, {"units": []})
+    page = layerindex.write(tmp_path, head, records, [])
     html = page.read_text()
-    assert page.stat().st_size < 2_000_000
+    assert page.stat().st_size < 2_000_000, page.stat().st_size
     assert html.count('loading="lazy"') == 3000 and html.count('data-verdict="consistent"') == 3000
+    assert 'id="trust"' not in html and "numbers of all 3000 units" in html
+    small = layerindex.write(tmp_path / "small", head, records[:5], []).read_text()
+    assert 'id="trust"' in small and small.count('<tr data-unit="') == 5
 
 
 def test_cli_many_layers(tmp_path, capsys):

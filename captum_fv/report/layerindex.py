@@ -16,6 +16,9 @@ from .records import grid_entry, trust_index
 #: The layer's unit order for the unit pages' previous/next links, read by the pages' script, so
 #: a unit page never depends on which other units a run built (a kept page stays current).
 UNITS_JS = "units.js"
+#: Above this many units the layer page leaves the trust table to ``report.json`` (the grid shows
+#: each verdict and sorts by the numbers), so a page of thousands of units stays under 2 MB.
+TRUST_TABLE_MAX = 300
 
 
 def dataset_entry(dataset: Any) -> Dict[str, Any]:
@@ -55,6 +58,7 @@ def write(
         "units": [grid_entry(r) for r in records],
         "verdicts": [v for v in VERDICTS if trust and v in trust["verdicts"]],
         "trust": trust,
+        "trust_table": trust is not None and len(trust["units"]) <= TRUST_TABLE_MAX,
         "progress": progress,
         "atlas": f"{ATLAS_DIR}/atlas.html" if (Path(out_dir) / ATLAS_DIR / "atlas.html").exists() else None,
     }
