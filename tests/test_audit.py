@@ -182,6 +182,7 @@ def test_an_atlas_per_layer_linked_from_the_pages(tmp_path, data):
     layer = layer_folder(tmp_path, "conv2")
     page = (layer / "atlas" / "atlas.html").read_text()
     assert 'href="atlas/atlas.html"' in (layer / "index.html").read_text()
+    assert 'href="../index.html"' in page and 'href="../../../index.html"' in page  # back to the report
     entry = json.loads((tmp_path / "report.json").read_text())["layers"][0]
     assert entry["atlas"]["page"] == "layers/conv2/atlas/atlas.html" and entry["atlas"]["cells"] >= 1
     assert 'href="layers/conv2/atlas/atlas.html"' in (tmp_path / "index.html").read_text()

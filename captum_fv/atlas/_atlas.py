@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -44,10 +44,12 @@ class Atlas:
         unit_link: Optional[Callable[[int], Optional[str]]] = None,
         patches_per_cell: int = 8,
         title: Optional[str] = None,
+        back: Sequence[Tuple[str, str]] = (),
     ) -> Path:
         """Write ``atlas.html``, ``atlas.json``, ``atlas.png`` (the whole atlas) and the cells'
         images and patch strips into ``out_dir``; returns the page's path. ``unit_link(channel)``:
-        a relative link for a strongest unit (e.g. to its report page), or None for no link."""
+        a relative link for a strongest unit (e.g. to its report page), or None for no link;
+        ``back``: ``(text, relative link)`` pairs shown above the title."""
         return _page.write(
             out_dir,
             self.layer,
@@ -62,6 +64,7 @@ class Atlas:
             names=self.names,
             unit_link=unit_link,
             title=title,
+            back=back,
         )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -126,8 +126,10 @@ def write(
     names: Optional[Callable[[int], str]] = None,
     unit_link: Optional[UnitLink] = None,
     title: Optional[str] = None,
+    back: Sequence[Tuple[str, str]] = (),
 ) -> Path:
-    """Write the atlas into ``out_dir`` (created); returns the path of ``atlas.html``."""
+    """Write the atlas into ``out_dir`` (created); returns the path of ``atlas.html``.
+    ``back``: ``(text, relative link)`` pairs shown above the title (e.g. a report's pages)."""
     out = Path(out_dir)
     (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     (out / PATCHES_DIR).mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,7 @@ def write(
         .get_template(HTML)
         .render(
             title=title or f"Activation atlas of {layer}",
+            back=list(back),
             summary=summary,
             cost_line=cost.summary(),
             cells=records,

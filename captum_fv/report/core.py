@@ -262,7 +262,11 @@ class NeuronReport:
                     additional_forward_args=part.additional_forward_args,
                     **options,
                 )
-                atlas.write(layout.layer_folder(root, layer) / layout.ATLAS_DIR, unit_link=_unit_link(units))
+                atlas.write(
+                    layout.layer_folder(root, layer) / layout.ATLAS_DIR,
+                    unit_link=_unit_link(units),
+                    back=[("model", "../../../index.html"), (layer, "../index.html")],
+                )
                 self.atlases[layer] = atlas
         if self._shared:
             dist_lib.barrier()
