@@ -118,7 +118,6 @@ class NeuronReport:
         folders = [layout.layer_folder_name(k) for k in self.layers]
         if len(set(folders)) < len(folders):
             raise ValueError(f"two layers would share a folder ({folders}); pass them in separate reports")
-        self.progress = self._first.progress
         self.atlases: Dict[str, Any] = {}  # layer -> captum_fv.atlas.Atlas, when atlas=True
         self.atlas_timings: Dict[str, float] = {}
 
