@@ -81,5 +81,16 @@ class Precision:
         return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in acts.items()}
 
 
+def attribution_layout(x: torch.Tensor) -> torch.Tensor:
+    """The inputs of an attribution in the memory format measured faster for them: channels-last
+    for a 4-D batch on a CPU (integrated gradients, 6 top examples x 50 steps of the default
+    model's ``_blocks.8``: 1.68 s a unit against 2.21, 2 cores; attributions equal to float
+    rounding); anything else as is. Unlike a render's ascent, whose objective gradients come back
+    in the default format, Captum's path batches keep the layout end to end."""
+    if x.dim() == 4 and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _is_fp16(value: Any) -> bool:
     return value is torch.float16 or (isinstance(value, str) and value.lower() in {"fp16", "float16", "half"})

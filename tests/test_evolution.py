@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import layer_dir
 from torch import nn
 
 import captum_fv as fv
@@ -151,9 +152,10 @@ def test_resume_after_an_interrupt_redoes_only_what_is_missing(trained, tmp_path
     full = _pages(out)
     # an interrupt: unit 2 optimized under every checkpoint but its folder not written; unit 3
     # missing its step80 stage too
-    shutil.rmtree(out / "units" / "channel_0002")
-    shutil.rmtree(out / "units" / "channel_0003")
-    shutil.rmtree(out / "checkpoints" / "step80" / "units" / "channel_0003")
+    layer = layer_dir(out)  # the report's layout: layers/<layer>/units, .../checkpoints/<label>/units
+    shutil.rmtree(layer / "units" / "channel_0002")
+    shutil.rmtree(layer / "units" / "channel_0003")
+    shutil.rmtree(layer / "checkpoints" / "step80" / "units" / "channel_0003")
     ev = evolution(tiny_cnn(), ckpts, trained["data"])
     optimized = []
     real = ev.viz.visualize

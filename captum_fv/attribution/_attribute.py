@@ -15,6 +15,7 @@ from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
 from ..hooks import Capture, batch_args, forward_args, model_guard
 from ..items import check_batch
 from ..modelinfo import OutputKey, infer_in_channels, model_device, model_dtype, module_of, unwrap
+from ..precision import attribution_layout
 from ..registry import get_attribution, list_attributions
 from ..unit import Selector, Unit
 from ._baselines import baseline_batch
@@ -125,18 +126,20 @@ def attribute(
                 # non-linearities (both undone afterwards): expected here, so not shown.
                 for text in EXPECTED_WARNINGS:
                     warnings.filterwarnings("ignore", message=text)
+                inputs = attribution_layout(x[rows])
                 if ref.name != OUTPUT and module is not None and getattr(adapter, "truncates", False):
                     with Capture(module, forward_func, [ref]) as capture:
                         prefix = Prefix(capture, ref.key)
-                        out = adapter(prefix, prefix.probe, neuron_selector, x[rows], **kw)
+                        out = adapter(prefix, prefix.probe, neuron_selector, inputs, **kw)
                 else:
                     target_layer = None if ref.name == OUTPUT else ref.module
-                    out = adapter(forward_func, target_layer, neuron_selector, x[rows], **kw)
+                    out = adapter(forward_func, target_layer, neuron_selector, inputs, **kw)
             attr, delta = out if isinstance(out, tuple) else (out, None)
+            attr = attr.detach().contiguous()  # the caller's layout, whatever the one computed in
             if delta is None and fb is not None:
-                total = attr.detach().flatten(1).sum(1).to(fx)
+                total = attr.flatten(1).sum(1).to(fx)
                 delta = (total - (fx[rows] - fb[rows])).abs()
-            return attr.detach(), None if delta is None else delta.detach().to(fx)
+            return attr, None if delta is None else delta.detach().to(fx)
 
         every = torch.ones(len(x), dtype=torch.bool, device=x.device)
         attributions, delta = run(every, captum_kwargs)

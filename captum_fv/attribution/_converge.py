@@ -28,9 +28,11 @@ def converge(
         rows = (delta > allowed) & (tried < max_steps)
         if not rows.any():
             return steps
-        # Gauss-Legendre's error on these piecewise-smooth paths falls about as steps**-2: aim
-        # at the tolerance at once (with a margin), at least doubling; whole path batches.
-        aim = torch.maximum(tried * (delta / allowed).sqrt() * 1.25, 2.0 * tried)
+        # The gradient along the path jumps wherever a ReLU switches, so the error falls only
+        # about as 1/steps (measured on the default model's top examples: median relative delta
+        # 0.026 at 50 steps, 0.015 at 100, 0.014 at 128): aim at the tolerance at once with a
+        # margin, at least doubling; whole path batches.
+        aim = torch.maximum(tried * (delta / allowed) * 1.25, 2.0 * tried)
         target = ((aim.ceil().long() + 7) // 8 * 8).clamp(max=max_steps)
         for n in target[rows].unique().tolist():
             group = rows & (target == n)

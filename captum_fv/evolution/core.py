@@ -25,7 +25,7 @@ from ..data import sample_images
 from ..items import image_of
 from ..mining import DatasetExamples
 from ..modelinfo import module_of
-from ..report import folder, writer
+from ..report import folder, layout, writer
 from ..report.resume import ResumePlan, plan, redo_all
 from ..unit import Selector, Unit, as_units
 from ..version import __version__
@@ -167,14 +167,16 @@ class FeatureEvolution:
         out_dir, units = Path(out_dir), as_units(units)
         shared = self._shared
         folder.claim_shared(out_dir, force, shared)
+        layer_dir = layout.layer_folder(out_dir, self.layer)  # the report's layout: units, stages
+        folder.claim_shared(layer_dir, False, shared)
         with dist_lib.all_or_none(shared):
-            self._evolve(units, out_dir, resume)
+            self._evolve(units, layer_dir, resume)
         if shared:
             dist_lib.barrier()  # every rank has written its units
         index = out_dir / folder.INDEX
         with dist_lib.all_or_none(shared):
             if dist_lib.rank() == 0 or not shared:
-                self._write_index(out_dir, [u.file_name for u in units])
+                self._write_index(out_dir, layer_dir, [u.file_name for u in units])
         if shared:
             dist_lib.barrier()
         return index
@@ -311,13 +313,15 @@ class FeatureEvolution:
             self._base = channel_means(activations(self.forward_func, self.layer_spec, images)).mean(0).cpu()
         return self._base
 
-    def _write_index(self, out_dir: Path, names: Sequence[str]) -> Path:
+    def _write_index(self, out_dir: Path, layer_dir: Path, names: Sequence[str]) -> Path:
+        """The index and report.json at the top of ``out_dir``, over the units in ``layer_dir``."""
         unit_fp = self._unit_fp
         records, missing = [], []
         for name in dict.fromkeys(names):
-            rec = writer.load_unit(out_dir, name, unit_fp)
+            rec = writer.load_unit(layer_dir, name, unit_fp)
             (records.append(rec) if rec is not None else missing.append(name))
-        return pages.write_index(out_dir, records, dict(self._meta(), fingerprint=unit_fp), missing)
+        base = layer_dir.relative_to(out_dir).as_posix() + "/"
+        return pages.write_index(out_dir, records, dict(self._meta(), fingerprint=unit_fp, base=base), missing)
 
 
 def _combined(labels: Sequence[str], digests: Sequence[str]) -> str:

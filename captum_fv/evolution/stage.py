@@ -1,6 +1,7 @@
 """One checkpoint's share of an evolution: each unit optimized and mined under the weights now in
 the model, kept as PNG arrays and statistics (a *stage*), and on disk in
-``checkpoints/<label>/units/<unit>/`` so ``resume`` redoes only the stages that are missing."""
+``layers/<layer>/checkpoints/<label>/units/<unit>/`` (the report's layout, :mod:`captum_fv.report.layout`)
+so ``resume`` redoes only the stages that are missing."""
 
 from __future__ import annotations
 

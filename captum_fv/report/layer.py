@@ -31,6 +31,7 @@ from ..data import sample_images
 from ..mining import DatasetExamples, ExampleSet
 from ..modelinfo import model_device, module_of
 from ..progress import progress_bar
+from ..registry import get_attribution
 from ..unit import Selector, Unit, as_units
 from ..version import __version__
 from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
@@ -40,6 +41,20 @@ from .inputs import TopInputs, items_have_args, top_inputs
 from .records import BuiltUnit, FirstK, UnitContext, add_labels, build_unit, setting, unit_name
 from .resume import ResumePlan, plan, redo_all
 from .seeding import seeded
+
+#: Integrated gradients' refinement in a report (explicit ``attribution_kwargs`` win): an example
+#: is redone while its convergence delta is above 10% of its activation change, with at most 200
+#: steps. On the top examples of ``_blocks.8:0-15`` (96 examples, 2 cores) this took 2.32 s a unit
+#: (94 of 96 within 10%, 71 within 5%); :func:`captum_fv.attribute`'s own 5% and 800 steps took
+#: 4.68 s (95 within 5%), twice as long for maps drawn on one colour scale per unit.
+REPORT_REFINEMENT: Dict[str, Any] = {"tolerance": 0.1, "max_steps": 200}
+
+
+def report_attribution_kwargs(attribution: str, given: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The attribution arguments a report uses: :data:`REPORT_REFINEMENT` for a path method
+    (integrated gradients), under the ones ``given``."""
+    integrates = getattr(get_attribution(attribution), "integrates", False)
+    return {**(REPORT_REFINEMENT if integrates else {}), **(given or {})}
 
 
 class LayerReport:
@@ -88,7 +103,7 @@ class LayerReport:
         self.layer_spec = self.viz._layer_spec
         self.dataset = dataset if dataset is not None else sample_images(size=size, crops=32)
         self.attribution = attribution
-        self.attribution_kwargs = dict(attribution_kwargs or {})
+        self.attribution_kwargs = report_attribution_kwargs(attribution, attribution_kwargs)
         self.size, self.steps, self.facets, self.k, self.seed = size, steps, facets, k, seed
         self.batch_size, self.max_batch, self.progress = batch_size, max_batch, progress
         module = module_of(forward_func)

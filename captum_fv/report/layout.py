@@ -4,6 +4,7 @@
     <out>/report.json             every number, with a top-level "layers" list
     <out>/layers/<layer>/         one layer: index.html (its unit grid), report.json, atlas/
     <out>/layers/<layer>/units/<unit>/   one unit: index.html, unit.json, its PNGs
+    <out>/layers/<layer>/checkpoints/<label>/units/<unit>/   an evolution's unit under one checkpoint
 
 A layer's folder name is its dotted name (``_blocks.8``); ``#k`` (the k-th call of a module
 called twice) becomes ``@k``, other characters a URL or file system would misread become ``_``,
