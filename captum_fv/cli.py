@@ -8,7 +8,6 @@ each when CUDA is available, and rank 0 prints the result.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 import warnings
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .imagefile import ImageTooLargeError, UnreadableImageError
+from .report.core import ATLAS_GRID
 from .report.folder import OutputFolderError
 
 DEMO_LAYER = "_blocks.8"
@@ -47,38 +47,14 @@ def parse_units(spec: str, allow_all: bool = False) -> Union[List[int], str]:
 
 
 def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
-    """'efficientnet_lite0', 'torchvision:NAME' or 'package.module:factory' -> model in eval mode."""
-    from . import models
+    """'efficientnet_lite0', 'torchvision:NAME' or 'package.module:factory' -> model in eval mode
+    (:func:`captum_fv.models.load`), its errors as usage errors."""
+    from .models import load
 
-    if spec in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
-        if weights:
-            raise UsageError("--weights is for torchvision: and module:factory models; the default model has its own")
-        try:  # lite1/lite2 weights come with the optional 'models' extra
-            return getattr(models, spec)()
-        except ImportError as e:
-            raise UsageError(str(e)) from e
-    if spec.startswith("torchvision:"):
-        try:
-            return models.torchvision_model(spec.split(":", 1)[1], weights=weights)
-        except ValueError as e:
-            raise UsageError(str(e)) from e
-    if ":" in spec:
-        mod_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise UsageError(f"cannot load --model {spec!r}: {e}") from e
-        model = factory()
-        if not isinstance(model, nn.Module):
-            raise UsageError(f"--model {spec!r} returned {type(model).__name__}, not an nn.Module")
-        if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        return model.eval()
-    raise UsageError(
-        f"unknown --model {spec!r}: use efficientnet_lite0/1/2, torchvision:NAME (e.g. torchvision:resnet18) "
-        "or package.module:factory"
-    )
+    try:
+        return load(spec, weights)
+    except (ValueError, ImportError) as e:  # ImportError: lite1/lite2 without the 'models' extra
+        raise UsageError(str(e).replace("unknown model", "unknown --model")) from e
 
 
 def _device(spec: str) -> torch.device:
@@ -217,8 +193,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--atlas",
-        action="store_true",
-        help="also an activation atlas of each layer (layers/<layer>/atlas/atlas.html; opt-in, adds time)",
+        type=int,
+        nargs="?",
+        const=ATLAS_GRID,
+        metavar="GRID",
+        help=f"also an activation atlas of each layer, GRID x GRID cells at most (default {ATLAS_GRID}, "
+        "up to 20; layers/<layer>/atlas/atlas.html; opt-in, adds time)",
     )
     r.add_argument(
         "--autocast",
@@ -276,6 +256,8 @@ def _report(args: argparse.Namespace) -> int:
         raise UsageError("--transfer-model judges class units: add --classes, e.g. --classes 243,559")
     if args.transfer_model and args.no_trust:
         raise UsageError("--transfer-model is part of the trust block: drop --no-trust")
+    if args.atlas is not None and not 1 <= args.atlas <= 20:
+        raise UsageError(f"--atlas {args.atlas}: the grid is 1 to 20 cells a side (at most 20 x 20)")
     if args.classes is not None:
         units = parse_units(args.classes)
     else:
@@ -329,7 +311,8 @@ def _report(args: argparse.Namespace) -> int:
             transfer_models=transfer,
             transfer_names=args.transfer_model,
             labels=not args.no_labels,
-            atlas=args.atlas,
+            atlas=args.atlas is not None,
+            atlas_kwargs=None if args.atlas is None else {"grid": args.atlas},
             autocast=None if args.autocast == "none" else args.autocast,
             channels_last=args.channels_last,
         )

@@ -190,3 +190,29 @@ def test_an_atlas_per_layer_linked_from_the_pages(tmp_path, data):
     links = re.findall(r"\.\./units/(channel_\d+)/index\.html", page)
     assert links and all(int(n[-4:]) < 12 and (layer / "units" / n).is_dir() for n in links)
     assert rep.timings["atlas"] > 0
+
+
+def test_cli_atlas_takes_its_grid(tmp_path, monkeypatch):
+    """``--atlas N`` builds an N x N atlas; ``--atlas`` alone the default grid."""
+    seen = []
+    real = fv.atlas.build
+    monkeypatch.setattr(fv.atlas, "build", lambda *a, **kw: seen.append(kw["grid"]) or real(*a, **dict(kw, steps=2)))
+    argv = ["report", "--model", "conftest:make_tiny", "--data", "sample", "--size", "32", "--steps", "2"]
+    argv += [
+        "--facets",
+        "0",
+        "--k",
+        "2",
+        "--n-steps",
+        "4",
+        "--no-trust",
+        "--no-labels",
+        "--quiet",
+        "--layer",
+        "conv2:0",
+    ]
+    assert cli.main(argv + ["--atlas", "2", "--out", str(tmp_path / "a")]) == 0
+    entry = json.loads((tmp_path / "a" / "report.json").read_text())["layers"][0]
+    assert seen == [2] and 1 <= entry["atlas"]["cells"] <= 4
+    assert cli.main(argv + ["--atlas", "--out", str(tmp_path / "b")]) == 0
+    assert seen == [2, cli.ATLAS_GRID]

@@ -49,6 +49,7 @@ def test_parse_units():
         (TINY + ["--attribution", "gradient", "--n-steps", "8"], "--n-steps apply to integrated"),
         (TINY + ["--tolerance", "-1"], "--tolerance must be >= 0"),
         (TINY + ["--n-steps", "0"], "--n-steps must be >= 1"),
+        (TINY + ["--atlas", "25"], "--atlas 25: the grid is 1 to 20"),
         (["--classes", "3", "--layer", "conv2"], "drop --layer and --units"),
         (["--model", "conftest:make_tiny", "--transfer-model", "conftest:make_tiny"], "add --classes"),
         (["--model", "conftest:make_tiny", "--classes", "3,50"], "has 10 outputs (0-9)"),

@@ -3,13 +3,14 @@
 
 from .core import NeuronReport
 from .folder import OutputFolderError
-from .layer import LayerReport
+from .layer import REPORT_REFINEMENT, LayerReport
 from .layout import LAYERS_DIR, layer_folder, layer_folder_name, unit_folder
 from .records import BuiltUnit, unit_identity, unit_name
 from .resume import ResumePlan
 
 __all__ = [
     "LAYERS_DIR",
+    "REPORT_REFINEMENT",
     "BuiltUnit",
     "LayerReport",
     "NeuronReport",

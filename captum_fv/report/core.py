@@ -55,8 +55,9 @@ class NeuronReport:
 
     Options (keywords, the same for every layer): ``size``, ``steps``, ``facets``, ``k``,
     ``seed``, ``attribution_kwargs`` (Captum's own arguments of the attribution method, e.g.
-    ``n_steps``), ``batch_size`` (mining), ``max_batch`` (images optimized at once),
-    ``model_name``, ``progress``, ``distributed``, ``additional_forward_args``, ``output``,
+    ``n_steps``, and :func:`captum_fv.attribute`'s ``tolerance`` and ``max_steps``, by default
+    :data:`captum_fv.report.REPORT_REFINEMENT`), ``batch_size`` (mining), ``max_batch`` (images
+    optimized at once), ``model_name``, ``progress``, ``distributed``, ``additional_forward_args``, ``output``,
     ``recipe``, ``accentuate``, ``accentuate_steps``, ``trust``, ``transfer_models``,
     ``transfer_names``, ``labels``, ``autocast``, ``channels_last``.
 
