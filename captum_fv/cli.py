@@ -155,7 +155,11 @@ def _parser() -> argparse.ArgumentParser:
         "holds the logits (default: 'logits', or a tuple's first element)",
     )
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--recipe", default=None, help="render recipe: fourier (default), maco, aligned")
+    r.add_argument(
+        "--recipe",
+        default=None,
+        help="render recipe: fourier, maco, aligned (default: maco for --classes, else fourier)",
+    )
     r.add_argument(
         "--accentuate",
         action="store_true",

@@ -332,7 +332,7 @@ def render(
     device, dtype = model_device(module), model_dtype(module)
     precision = Precision.of(autocast, channels_last, device)
     spec = recipe_lib.ParamSpec(size, batch or obj.min_batch, infer_in_channels(module), seed)
-    chosen = recipe if recipe is not None else recipe_lib.default_recipe(obj, param)
+    chosen = recipe if recipe is not None else recipe_lib.default_recipe(obj, param, spec.channels)
     made = recipe_lib.setup(chosen, spec, param, transforms, optimizer, lr)
     obj = recipe_lib.with_prior(obj, made.recipe, module, model, examples, additional_forward_args)
     refs, keys = resolve_objective_layers(module, obj)

@@ -103,6 +103,12 @@ class NeuronVisualization:
         self.layer = resolve_layer(self.module, layer)
         self._layer_spec = layer if isinstance(layer, nn.Module) else self.layer.key
 
+    def default_recipe(self, unit: Selector = 0) -> str:
+        """The recipe a render of this layer's ``unit`` gets when it names none (for the model
+        output, class units, "maco"; see :func:`captum_fv.recipe.default_recipe`)."""
+        probe = self._objective(as_units([unit]), [SlotLayout.of(0, 0, False)], 0.0)
+        return recipe_lib.default_recipe(probe, None, infer_in_channels(self.module))
+
     def _objective(self, units: Sequence[Unit], layout: Sequence[SlotLayout], diversity_weight: float) -> Objective:
         spec = self._layer_spec
         pos = [(u, s) for u, lay in zip(units, layout) for s in lay.maximized]
@@ -159,7 +165,7 @@ class NeuronVisualization:
             raise ValueError(f"facets must be >= 0, got {facets}")
         units = as_units(neuron_selector)  # type errors now, not mid-optimization
         Precision.of(autocast, channels_last, model_device(self.module))  # bad options fail before any work
-        chosen = recipe_lib.get_recipe(recipe)
+        chosen = recipe_lib.get_recipe(recipe if recipe is not None else self.default_recipe(units[0].selector))
         if chosen.needs_examples and examples is None:
             examples = self._top_examples(units, dataset, k, progress, additional_forward_args)
         if torch.is_tensor(examples):

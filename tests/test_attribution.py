@@ -311,3 +311,30 @@ def test_tolerance_none_is_one_captum_call(model, x):
 
 def test_methods_without_a_path_report_no_steps(model, x):
     assert attribute(model, "conv2", x, 1, attribution="gradient").n_steps is None
+
+
+def test_inputs_go_channels_last_on_a_cpu_and_come_back_as_given(model, x, monkeypatch):
+    """The faster memory format inside, the caller's layout outside, the same attributions."""
+    from captum_fv.attribution import _attribute
+    from captum_fv.precision import attribution_layout
+
+    assert attribution_layout(x).is_contiguous(memory_format=torch.channels_last)
+    assert attribution_layout(x[0, 0]).is_contiguous()  # not an image batch: as is
+    fast = attribute(model, "conv2", x, 1, n_steps=8, tolerance=None)
+    monkeypatch.setattr(_attribute, "attribution_layout", lambda t: t)
+    plain = attribute(model, "conv2", x, 1, n_steps=8, tolerance=None)
+    assert fast.attributions.is_contiguous()
+    torch.testing.assert_close(fast.attributions, plain.attributions, rtol=1e-5, atol=1e-6)
+
+
+def test_a_report_refines_integrated_gradients_to_its_own_budget():
+    from captum_fv.report import REPORT_REFINEMENT
+    from captum_fv.report.layer import report_attribution_kwargs
+
+    assert report_attribution_kwargs("integrated_gradients", None) == REPORT_REFINEMENT
+    assert report_attribution_kwargs("integrated_gradients", {"tolerance": None, "n_steps": 8}) == {
+        **REPORT_REFINEMENT,
+        "tolerance": None,
+        "n_steps": 8,
+    }
+    assert report_attribution_kwargs("gradient", None) == {}  # no path, nothing to refine

@@ -73,6 +73,18 @@ def test_each_objective_kind_gets_its_default_recipe(tiny, monkeypatch):
     )
 
 
+def test_class_units_get_maco_by_default_where_the_model_takes_rgb(tiny):
+    cls = fv.objectives.class_logit(1)
+    assert recipe_lib.DEFAULTS["class"] == "maco" and recipe_lib.default_recipe(cls) == "maco"
+    assert recipe_lib.default_recipe(cls, channels=1) == recipe_lib.DEFAULT  # maco's spectrum is RGB
+    assert fv.NeuronVisualization(tiny, None).default_recipe(1) == "maco"
+    assert fv.NeuronVisualization(tiny, "conv2").default_recipe(1) == recipe_lib.DEFAULT
+    assert NeuronReport(tiny, None, smooth_images(4)).layers[""].recipe == "maco"
+    plain = fv.NeuronVisualization(tiny, None).visualize(1, size=32, steps=4, progress=False)
+    named = fv.NeuronVisualization(tiny, None).visualize(1, size=32, steps=4, progress=False, recipe="maco")
+    assert torch.equal(plain.positive, named.positive)
+
+
 def test_explicit_settings_override_the_recipe():
     spec = recipe_lib.ParamSpec(16, 2, 3, 0)
     mine = fv.param.image(16, batch=2, fft=False)

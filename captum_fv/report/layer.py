@@ -111,7 +111,8 @@ class LayerReport:
         self.distributed = distributed
         self.additional_forward_args = additional_forward_args  # Captum's: the same for every input
         self.output = output  # which entry of a structured model output is "the output"
-        self.recipe = recipe_lib.get_recipe(recipe).name  # unknown names fail here, not mid-run
+        # unknown names fail here, not mid-run; none named: the kind's (class units: "maco")
+        self.recipe = recipe_lib.get_recipe(recipe if recipe is not None else self.viz.default_recipe()).name
         self.accentuate, self.accentuate_steps = accentuate, accentuate_steps
         self.trust = trust  # every unit's trust block (captum_fv.trust), on by default
         self.transfer_models = list(transfer_models)  # class units: their top-1/top-5 on the pictures
