@@ -250,8 +250,9 @@ def reference_activations(
     additional_forward_args: Any = None,
     batch_size: int = 32,
 ) -> Dict[str, torch.Tensor]:
-    """Each layer's activation on ``images`` (no gradient), by layer key."""
-    refs = [resolve_layer(module, layer) for layer in layers]
+    """Each layer's activation on ``images`` (no gradient), by layer key (a layer named twice
+    is read once)."""
+    refs = list({r.key: r for r in (resolve_layer(module, layer) for layer in layers)}.values())
     device = model_device(module) if module is not None else images.device
     dtype = model_dtype(module) if module is not None else images.dtype
     args, n = forward_args(additional_forward_args), images.shape[0]

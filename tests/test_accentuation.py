@@ -48,3 +48,10 @@ def test_report_with_accentuation_writes_files_and_fields(tmp_path):
     assert 'alt="accentuation of' in (unit / "index.html").read_text()
     assert rep.timings["accentuation"] > 0 and index.exists()
     assert rep.settings["accentuate_steps"] == 4
+
+
+def test_a_unit_of_the_first_convolution_stays_close_in_that_same_layer(tiny):
+    """No earlier layer to regularize in: the unit's own layer, read once (it was read twice)."""
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    acc = fv.accentuate(tiny, "conv1", [x, x], [1, 2], steps=2)
+    assert acc.reg_layer == "conv1" and acc.images.shape == (2, 2, 3, 32, 32)

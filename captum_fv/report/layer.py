@@ -42,11 +42,8 @@ from .records import BuiltUnit, FirstK, UnitContext, add_labels, build_unit, set
 from .resume import ResumePlan, plan, redo_all
 from .seeding import seeded
 
-#: Integrated gradients' refinement in a report (explicit ``attribution_kwargs`` win): an example
-#: is redone while its convergence delta is above 10% of its activation change, with at most 200
-#: steps. On the top examples of ``_blocks.8:0-15`` (96 examples, 2 cores) this took 2.32 s a unit
-#: (94 of 96 within 10%, 71 within 5%); :func:`captum_fv.attribute`'s own 5% and 800 steps took
-#: 4.68 s (95 within 5%), twice as long for maps drawn on one colour scale per unit.
+#: Integrated gradients' refinement in a report (explicit ``attribution_kwargs`` win): to 10% of
+#: the activation change, at most 200 steps; half the time of ``attribute``'s 5% / 800 (README).
 REPORT_REFINEMENT: Dict[str, Any] = {"tolerance": 0.1, "max_steps": 200}
 
 
@@ -84,7 +81,7 @@ class LayerReport:
         additional_forward_args: Any = None,
         output: Any = None,
         recipe: Optional[str] = None,
-        accentuate: bool = False,
+        accentuate: bool = True,
         accentuate_steps: int = 32,
         trust: bool = True,
         transfer_models: Sequence[Any] = (),
@@ -202,13 +199,19 @@ class LayerReport:
         self._fp = fingerprint or self.fingerprint
         progress = self.progress and (not self._shared or dist_lib.rank() == 0)
         needs_examples = recipe_lib.get_recipe(self.recipe).needs_examples
-        # a dataset prior needs the examples of every unit in the chunks optimized, not just todo's
-        full = self._mine(units if needs_examples else todo, progress)
+        # a dataset prior and accentuation need the examples of every unit in the chunks they
+        # batch, not just todo's: a unit's images must not depend on which of its chunk were redone
+        full = self._mine(units if needs_examples or self.accentuate else todo, progress)
         mined = FirstK(full, self.k)
         vis = self._optimize(units, wanted, progress, mined if needs_examples else None)
         position = {n: i for i, n in reversed(list(enumerate(names)))}
-        self._attribute(todo, vis, mined, position, on_unit, progress, full)
+        chunks = [units[c.start : c.stop] for c in self._chunks(len(units))]
+        self._attribute(todo, vis, mined, position, on_unit, progress, full, chunks)
         return self
+
+    def _chunks(self, n: int) -> List[range]:
+        """The fixed chunks of a build's units, each optimized (and accentuated) in one batch."""
+        return plan_chunks(n, SlotLayout.per_unit(self.facets, True), self.max_batch)
 
     def _mine(self, units: List[Unit], progress: bool) -> ExampleSet:
         """One pass for every unit: the report's ``k`` a side, or as many as the trust block
@@ -234,11 +237,7 @@ class LayerReport:
         t = time.perf_counter()
         names = [u.file_name for u in units]
         thresholds = sorted({0, 4, 48, self.steps // 4, self.steps // 2} - {self.steps})
-        chunks = [
-            c
-            for c in plan_chunks(len(units), SlotLayout.per_unit(self.facets, True), self.max_batch)
-            if wanted & set(names[c.start : c.stop])
-        ]
+        chunks = [c for c in self._chunks(len(units)) if wanted & set(names[c.start : c.stop])]
         shared = self._shared
         vis: Dict[str, Visualization] = {}
         with dist_lib.all_or_none(shared):
@@ -273,15 +272,16 @@ class LayerReport:
         on_unit: Optional[Callable[[str], None]],
         progress: bool,
         full: ExampleSet,
+        chunks: Sequence[List[Unit]],
     ) -> None:
         """Attribute the top examples of each unit this rank optimized, measure how far to trust
-        its pictures, and record the unit."""
+        its pictures, and record the unit; ``chunks``: the build's units as optimized."""
         device = model_device(module_of(self.forward_func))
         ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
         mine = [u for u in units if u.file_name in vis]  # all of them in a single process
         block = self._trust_block() if self.trust and mine else None
         with dist_lib.all_or_none(self._shared):  # every rank enters, with units or none
-            accents = self._accentuate(mine, mined) if self.accentuate and mine else {}
+            accents = self._accentuate(mine, chunks, mined) if self.accentuate and mine else {}
             labels = self._labels(mine, mined, full) if self.labels and mine else {}
             for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
                 name = unit.file_name
@@ -345,27 +345,35 @@ class LayerReport:
             self.output,
         )
 
-    def _accentuate(self, units: List[Unit], mined: FirstK) -> Dict[str, Accentuation]:
-        """Every top example of ``units`` accentuated, in one batch (what beside where); called
-        inside the attribution step's collective block, so a rank without units never waits."""
+    def _accentuate(self, units: List[Unit], chunks: Sequence[List[Unit]], mined: FirstK) -> Dict[str, Accentuation]:
+        """Every top example of ``units`` accentuated (what beside where), one batch per chunk of
+        the optimization holding one of them, seeded by the chunk's place, so a unit's images are
+        the same whichever of its chunk a run redoes; called inside the attribution step's
+        collective block, so a rank without units never waits."""
         t = time.perf_counter()
-        tops = [self._top(mined, u).images for u in units]
-        n = min(len(x) for x in tops)
-        acc = accentuate(
-            self.forward_func,
-            self.layer_spec,
-            [x[:n] for x in tops],
-            [u.selector for u in units],
-            steps=self.accentuate_steps,
-            seed=self.seed,
-            progress=False,
-            additional_forward_args=None if items_have_args(self.dataset) else self.additional_forward_args,
-        )
+        wanted, found, start = {u.file_name for u in units}, {}, 0
+        for part in chunks:
+            start += len(part)
+            if not wanted & {u.file_name for u in part}:
+                continue
+            tops = [self._top(mined, u).images for u in part]
+            n = min(len(x) for x in tops)
+            acc = accentuate(
+                self.forward_func,
+                self.layer_spec,
+                [x[:n] for x in tops],
+                [u.selector for u in part],
+                steps=self.accentuate_steps,
+                seed=self.seed + start - len(part),
+                progress=False,
+                additional_forward_args=None if items_have_args(self.dataset) else self.additional_forward_args,
+            )
+            found.update(
+                (u.file_name, Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer))
+                for i, u in enumerate(part)
+            )
         self.timings["accentuation"] = self.timings.get("accentuation", 0.0) + time.perf_counter() - t
-        return {
-            u.file_name: Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer)
-            for i, u in enumerate(units)
-        }
+        return found
 
     def _top(self, mined: FirstK, unit: Unit) -> TopInputs:
         return top_inputs(self.dataset, mined, unit, self.additional_forward_args)
