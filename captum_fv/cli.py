@@ -54,7 +54,9 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     try:
         return load(spec, weights)
     except (ValueError, ImportError) as e:  # ImportError: lite1/lite2 without the 'models' extra
-        raise UsageError(str(e).replace("unknown model", "unknown --model")) from e
+        raise UsageError(
+            str(e).replace("unknown model", "unknown --model").replace("weights are", "--weights is")
+        ) from e
 
 
 def _device(spec: str) -> torch.device:

@@ -254,7 +254,7 @@ def test_real_class_logit_and_probability_raise_their_class(real_model):
     k = 530  # an ImageNet class index (digital clock)
     out = {}
     for name, o in [("logit", obj.class_logit(k)), ("prob", obj.class_probability(k))]:
-        res = fv.render(real_model, o, steps=24, lr=0.08, **RKW)
+        res = fv.render(real_model, o, steps=24, lr=0.08, recipe="fourier", **RKW)  # the objective, 24 steps
         with torch.no_grad():
             logits = real_model(torch.cat([res.snapshots[0], res.images]))
         probs = torch.softmax(logits, 1)[:, k]

@@ -3,7 +3,7 @@ forward arguments that go with them (the dataset items' own, else the report's).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -46,4 +46,17 @@ def top_inputs(dataset: Any, mined: Any, unit: Unit, additional_forward_args: An
             a.expand(rows, *a.shape[1:]) if torch.is_tensor(a) and a.dim() and a.shape[0] == 1 else a
             for a in as_args(additional_forward_args)
         ),
+    )
+
+
+def stacked_args(tops: Sequence[TopInputs], n: int) -> Any:
+    """The forward arguments of the first ``n`` top examples of each unit, unit after unit (the
+    slots of one batch over all of them); an argument that is not per example: the first unit's.
+    None when the examples carry none."""
+    per_unit = [as_args(t.args) for t in tops if t.args is not None]
+    if not per_unit:
+        return None
+    return tuple(
+        torch.cat([a[j][:n] for a in per_unit]) if torch.is_tensor(first) and first.dim() else first
+        for j, first in enumerate(per_unit[0])
     )

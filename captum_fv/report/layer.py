@@ -37,7 +37,7 @@ from ..version import __version__
 from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
 from . import folder, layerindex, trustblock, writer
 from .figure import unit_figure
-from .inputs import TopInputs, items_have_args, top_inputs
+from .inputs import TopInputs, items_have_args, stacked_args, top_inputs
 from .records import BuiltUnit, FirstK, UnitContext, add_labels, build_unit, setting, unit_name
 from .resume import ResumePlan, plan, redo_all
 from .seeding import seeded
@@ -347,26 +347,25 @@ class LayerReport:
 
     def _accentuate(self, units: List[Unit], chunks: Sequence[List[Unit]], mined: FirstK) -> Dict[str, Accentuation]:
         """Every top example of ``units`` accentuated (what beside where), one batch per chunk of
-        the optimization holding one of them, seeded by the chunk's place, so a unit's images are
-        the same whichever of its chunk a run redoes; called inside the attribution step's
-        collective block, so a rank without units never waits."""
+        the optimization holding one, seeded by its place: a unit's images do not depend on which
+        of its chunk a run redoes. Runs inside the attribution step's collective block."""
         t = time.perf_counter()
         wanted, found, start = {u.file_name for u in units}, {}, 0
         for part in chunks:
             start += len(part)
             if not wanted & {u.file_name for u in part}:
                 continue
-            tops = [self._top(mined, u).images for u in part]
-            n = min(len(x) for x in tops)
+            tops = [self._top(mined, u) for u in part]
+            n = min(len(top.images) for top in tops)
             acc = accentuate(
                 self.forward_func,
                 self.layer_spec,
-                [x[:n] for x in tops],
+                [top.images[:n] for top in tops],
                 [u.selector for u in part],
                 steps=self.accentuate_steps,
                 seed=self.seed + start - len(part),
                 progress=False,
-                additional_forward_args=None if items_have_args(self.dataset) else self.additional_forward_args,
+                additional_forward_args=stacked_args(tops, n),
             )
             found.update(
                 (u.file_name, Accentuation(acc.images[i], acc.before[i], acc.after[i], acc.distance[i], acc.reg_layer))
