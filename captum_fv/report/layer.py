@@ -350,9 +350,9 @@ class LayerReport:
         the optimization holding one, seeded by its place: a unit's images do not depend on which
         of its chunk a run redoes. Runs inside the attribution step's collective block."""
         t = time.perf_counter()
-        wanted, found, start = {u.file_name for u in units}, {}, 0
+        wanted, found, end = {u.file_name for u in units}, {}, 0
         for part in chunks:
-            start += len(part)
+            start, end = end, end + len(part)  # the chunk's place: its seed, as in the optimization
             if not wanted & {u.file_name for u in part}:
                 continue
             tops = [self._top(mined, u) for u in part]
@@ -363,7 +363,7 @@ class LayerReport:
                 [top.images[:n] for top in tops],
                 [u.selector for u in part],
                 steps=self.accentuate_steps,
-                seed=self.seed + start - len(part),
+                seed=self.seed + start,
                 progress=False,
                 additional_forward_args=stacked_args(tops, n),
             )
