@@ -39,7 +39,8 @@ def test_accentuate_one_selector_and_per_unit_photos(tiny):
 
 def test_report_with_accentuation_writes_files_and_fields(tmp_path):
     kw = dict(size=32, steps=4, facets=1, k=2, progress=False, attribution_kwargs={"n_steps": 4})
-    rep = NeuronReport(make_tiny(), "conv2", photos(8), accentuate=True, accentuate_steps=4, **kw)
+    assert NeuronReport(make_tiny(), "conv2", photos(8), **kw).layers["conv2"].accentuate  # on by default
+    rep = NeuronReport(make_tiny(), "conv2", photos(8), accentuate_steps=4, **kw)
     index = rep.run([0, 1], tmp_path / "r")
     unit = units_of(tmp_path / "r") / "channel_0001"
     rec = json.loads((unit / "unit.json").read_text())
@@ -48,6 +49,10 @@ def test_report_with_accentuation_writes_files_and_fields(tmp_path):
     assert 'alt="accentuation of' in (unit / "index.html").read_text()
     assert rep.timings["accentuation"] > 0 and index.exists()
     assert rep.settings["accentuate_steps"] == 4
+    off = NeuronReport(make_tiny(), "conv2", photos(8), accentuate=False, **kw)
+    off.run([1], tmp_path / "off")
+    assert not list((units_of(tmp_path / "off") / "channel_0001").glob("*_acc.png"))
+    assert "accentuation" not in off.timings and "accentuate_steps" not in off.settings
 
 
 def test_a_unit_of_the_first_convolution_stays_close_in_that_same_layer(tiny):
