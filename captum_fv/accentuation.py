@@ -123,6 +123,9 @@ def accentuate(
         progress=progress,
         thresholds=(),
         additional_forward_args=additional_forward_args,
+        # a photo's top unit is live: a rescue pass would only check every ReLU's rows for
+        # nothing (it took a quarter of a 16-step accentuation)
+        rescue=False,
     )
     final = reference_activations(module, forward_func, [layer, reg], res.images, additional_forward_args)
     after = torch.stack([u.value(final[key][s : s + 1])[0] for s, u in enumerate(slot_units)])

@@ -329,7 +329,7 @@ def test_inputs_go_channels_last_on_a_cpu_and_come_back_as_given(model, x, monke
 
 def test_a_report_refines_integrated_gradients_to_its_own_budget():
     from captum_fv.report import REPORT_REFINEMENT
-    from captum_fv.report.layer import report_attribution_kwargs
+    from captum_fv.report.budget import report_attribution_kwargs
 
     assert report_attribution_kwargs("integrated_gradients", None) == REPORT_REFINEMENT
     assert report_attribution_kwargs("integrated_gradients", {"tolerance": None, "n_steps": 8}) == {
@@ -338,3 +338,66 @@ def test_a_report_refines_integrated_gradients_to_its_own_budget():
         "n_steps": 8,
     }
     assert report_attribution_kwargs("gradient", None) == {}  # no path, nothing to refine
+
+
+# ------------------------------------------------------------------ a path cut into segments
+
+
+def test_a_cut_path_is_captums_integral_over_each_segment(model, x):
+    """path_cuts=(0.3,) with 6 steps: Captum's integral from b to b + 0.3 (x - b) with 3 steps
+    plus the one from there to x with 3, per example baselines kept."""
+    b = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) * 0.2
+    a = attribute(model, "conv2", x, 1, n_steps=6, baselines=b, path_cuts=(0.3,), tolerance=None)
+    ig = NeuronIntegratedGradients(model, model.conv2)
+    mid = b + 0.3 * (x - b)
+    ref = ig.attribute(mid, fv.channel(1), baselines=b, n_steps=3) + ig.attribute(
+        x, fv.channel(1), baselines=mid, n_steps=3
+    )
+    torch.testing.assert_close(a.attributions, ref)
+    total = a.attributions.flatten(1).sum(1)
+    torch.testing.assert_close(a.delta, (total - (a.activations - a.baseline_activations)).abs())
+
+
+class Steep(nn.Module):
+    """A unit that saturates within the first few percent of the path from black: the integrand
+    of integrated gradients lives near the baseline, as on the default model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.uniform_(0.0, 0.2, generator=torch.Generator().manual_seed(0))
+        self.act = nn.Tanh()
+
+    def forward(self, x: torch.Tensor, gain: torch.Tensor = torch.tensor(80.0)) -> torch.Tensor:
+        return self.act(gain * self.conv(x)).mean((2, 3))
+
+
+def test_cuts_near_the_baseline_converge_at_the_same_cost(x):
+    m = Steep().eval()
+    plain = attribute(m, "act", x, 0, n_steps=12, tolerance=None)
+    cut = attribute(m, "act", x, 0, n_steps=12, path_cuts=(0.01, 0.05), tolerance=None)
+    assert bool((cut.relative_delta < 0.1 * plain.relative_delta).all()), (cut.relative_delta, plain.relative_delta)
+    exact = attribute(m, "act", x, 0, n_steps=400, tolerance=None)
+    err_cut = (cut.attributions - exact.attributions).abs().sum()
+    assert err_cut < (plain.attributions - exact.attributions).abs().sum()
+
+
+def test_cut_paths_refine_with_per_example_arguments(x):
+    """Per-example extra arguments follow their rows through the segments and the refinement."""
+    m = Steep().eval()
+    gain = torch.tensor([80.0, 10.0]).view(2, 1, 1, 1)
+    a = attribute(m, "act", x, 0, additional_forward_args=(gain,), n_steps=6, path_cuts=(0.02,), tolerance=0.01)
+    assert bool((a.relative_delta <= 0.01).all()) and bool((a.n_steps > 6).any())
+    for i in range(2):
+        one = attribute(
+            m, "act", x[i : i + 1], 0, additional_forward_args=(gain[i : i + 1],), n_steps=400, tolerance=None
+        )
+        torch.testing.assert_close(a.attributions[i : i + 1], one.attributions, rtol=0.05, atol=2e-3)
+
+
+def test_path_cuts_are_checked(model, x):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        attribute(model, "conv2", x, 1, path_cuts=(0.5, 0.2))
+    with pytest.raises(ValueError, match="path methods"):
+        attribute(model, "conv2", x, 1, attribution="gradient", path_cuts=(0.1,))

@@ -124,12 +124,22 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     assert cli.main(argv + ["--tolerance", "0"]) == 0
     unit = json.loads((out / "report.json").read_text())["units"][0]
     assert [e["n_steps"] for e in unit["top"]] == [3, 3]  # one pass, exactly --n-steps
-    assert unit["settings"]["attribution_kwargs"] == {"max_steps": 200, "n_steps": 3, "tolerance": None}
+    assert unit["settings"]["attribution_kwargs"] == {
+        "max_steps": 200,
+        "n_steps": 3,
+        "tolerance": None,
+        "path_cuts": [0.01, 0.05],
+    }
     stamp = (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns
     assert cli.main(argv + ["--tolerance", "0.01", "--resume"]) == 0  # other settings: redone
     unit = json.loads((out / "report.json").read_text())["units"][0]
     assert (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns != stamp
-    assert unit["settings"]["attribution_kwargs"] == {"max_steps": 200, "n_steps": 3, "tolerance": 0.01}
+    assert unit["settings"]["attribution_kwargs"] == {
+        "max_steps": 200,
+        "n_steps": 3,
+        "tolerance": 0.01,
+        "path_cuts": [0.01, 0.05],
+    }
     rel = [e["relative_delta"] for e in unit["top"]]
     assert all(r <= 0.01 or e["n_steps"] == 800 for r, e in zip(rel, unit["top"])), unit["top"]
 

@@ -31,27 +31,16 @@ from ..data import sample_images
 from ..mining import DatasetExamples, ExampleSet
 from ..modelinfo import model_device, module_of
 from ..progress import progress_bar
-from ..registry import get_attribution
 from ..unit import Selector, Unit, as_units
 from ..version import __version__
 from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
 from . import folder, layerindex, trustblock, writer
+from .budget import ACCENTUATION_LR, ACCENTUATION_STEPS, report_attribution_kwargs
 from .figure import unit_figure
 from .inputs import TopInputs, items_have_args, stacked_args, top_inputs
 from .records import BuiltUnit, FirstK, UnitContext, add_labels, build_unit, setting, unit_name
 from .resume import ResumePlan, plan, redo_all
 from .seeding import seeded
-
-#: Integrated gradients' refinement in a report (explicit ``attribution_kwargs`` win): to 10% of
-#: the activation change, at most 200 steps; half the time of ``attribute``'s 5% / 800 (README).
-REPORT_REFINEMENT: Dict[str, Any] = {"tolerance": 0.1, "max_steps": 200}
-
-
-def report_attribution_kwargs(attribution: str, given: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """The attribution arguments a report uses: :data:`REPORT_REFINEMENT` for a path method
-    (integrated gradients), under the ones ``given``."""
-    integrates = getattr(get_attribution(attribution), "integrates", False)
-    return {**(REPORT_REFINEMENT if integrates else {}), **(given or {})}
 
 
 class LayerReport:
@@ -82,7 +71,7 @@ class LayerReport:
         output: Any = None,
         recipe: Optional[str] = None,
         accentuate: bool = True,
-        accentuate_steps: int = 32,
+        accentuate_steps: int = ACCENTUATION_STEPS,
         trust: bool = True,
         transfer_models: Sequence[Any] = (),
         transfer_names: Optional[Sequence[str]] = None,
@@ -363,6 +352,7 @@ class LayerReport:
                 [top.images[:n] for top in tops],
                 [u.selector for u in part],
                 steps=self.accentuate_steps,
+                lr=ACCENTUATION_LR,
                 seed=self.seed + start,
                 progress=False,
                 additional_forward_args=stacked_args(tops, n),
