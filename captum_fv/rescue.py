@@ -216,15 +216,19 @@ def depends_on_input(
 
 
 class Rescue:
-    """Per render: redirected phases of ``config.steps`` steps, each followed by one plain check
-    step. A watched slot whose plain gradient is still exactly zero there (and whose value does
+    """Per render: step 0 is a plain probe, and only if a watched slot gets exactly zero gradient
+    there do redirected phases follow (a render whose slots are all live pays nothing: the
+    redirected backward costs 1.69x a plain one). Each phase is ``config.steps`` steps, followed
+    by one plain check step. A watched slot whose plain gradient is still exactly zero there (and whose value does
     change with the input) gets another redirected phase, from a fresh random start if the
     redirected gradient did not move it either, up to ``config.retries`` times; after that it is
     dead (``.dead``)."""
 
     def __init__(self, config: Optional[RescueConfig], batch: int, steps: int, seed: int) -> None:
         self.config, self.batch, self.steps = config, batch, steps
-        self.phase_end = max(0, min(config.steps, steps - 1)) if config else 0  # the check step
+        self.probing = config is not None  # step 0: plain, tells whether any slot is flat
+        self.phase_start = 1
+        self.phase_end = max(0, min(1 + config.steps, steps - 1)) if config else 0  # the check step
         watched = config.slots if config and config.slots is not None else range(batch)
         self.watch = {s for s in watched if 0 <= s < batch}
         self.attempts = [0] * batch
@@ -235,7 +239,7 @@ class Rescue:
 
     def active(self, step: int) -> bool:
         """Whether ``step`` redirects gradients."""
-        return step < self.phase_end
+        return self.phase_start <= step < self.phase_end
 
     def after_step(
         self,
@@ -251,6 +255,11 @@ class Rescue:
             return
         zero = zero_grad_slots(params, self.batch)
         if zero is None:
+            return
+        if self.probing:
+            self.probing = False
+            if not any(bool(zero[s]) for s in self.watch):
+                self.phase_end = 0  # every slot has a gradient: no redirected phase
             return
         if step < self.phase_end:
             self.zero_all &= zero

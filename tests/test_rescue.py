@@ -151,3 +151,19 @@ def test_model_and_torch_state_restored_after_an_exception():
         y = torch.zeros(1, 4, requires_grad=True)
         (-F.relu(y - 1)).sum().backward()  # loss falls as relu rises: redirected through
         assert y.grad.tolist() == [[-1.0] * 4]
+
+
+def test_a_render_whose_slots_all_get_a_gradient_redirects_nothing(monkeypatch):
+    """Step 0 is a plain probe: with every slot live no backward is redirected (no cost); with a
+    flat slot the redirected phase runs."""
+    from captum_fv import rescue as rescue_lib
+
+    calls = []
+    real = rescue_lib.redirect_grad
+    monkeypatch.setattr(rescue_lib, "redirect_grad", lambda *a: calls.append(1) or real(*a))
+    viz = fv.NeuronVisualization(DeadNet("relu"), "out")
+    live = [c for c in range(8) if c not in DEAD]
+    viz.visualize(live, steps=24, **KW)
+    assert calls == []
+    viz.visualize([DEAD[0]] + live, steps=24, **KW)
+    assert calls  # the flat slot got its redirected phase
