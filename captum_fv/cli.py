@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="integrated gradients: redo an example with more steps while its convergence "
-        "delta exceeds this fraction of its activation change (default 0.1, up to 200 steps; 0: never)",
+        "delta exceeds this fraction of its activation change (default 0.1, up to 128 steps; 0: never)",
     )
     r.add_argument(
         "--output",

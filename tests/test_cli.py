@@ -125,7 +125,7 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     unit = json.loads((out / "report.json").read_text())["units"][0]
     assert [e["n_steps"] for e in unit["top"]] == [3, 3]  # one pass, exactly --n-steps
     assert unit["settings"]["attribution_kwargs"] == {
-        "max_steps": 200,
+        "max_steps": 128,
         "n_steps": 3,
         "tolerance": None,
         "path_cuts": [0.01, 0.05],
@@ -135,13 +135,13 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     unit = json.loads((out / "report.json").read_text())["units"][0]
     assert (units_of(out) / "channel_0000" / "unit.json").stat().st_mtime_ns != stamp
     assert unit["settings"]["attribution_kwargs"] == {
-        "max_steps": 200,
+        "max_steps": 128,
         "n_steps": 3,
         "tolerance": 0.01,
         "path_cuts": [0.01, 0.05],
     }
     rel = [e["relative_delta"] for e in unit["top"]]
-    assert all(r <= 0.01 or e["n_steps"] == 800 for r, e in zip(rel, unit["top"])), unit["top"]
+    assert all(r <= 0.01 or e["n_steps"] == 128 for r, e in zip(rel, unit["top"])), unit["top"]
 
 
 def test_class_units_with_transfer_models(tmp_path, capsys):
