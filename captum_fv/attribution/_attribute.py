@@ -132,7 +132,7 @@ def attribute(
                     fb = fb.mean().expand_as(fx)  # a distribution: completeness holds on average
 
         # cut only a path with one baseline per input, whose f(baseline) gives the delta
-        segments = len(cuts) + 1 if cuts and fb is not None and base is not None and len(base) == len(x) else 1
+        segments = len(cuts) + 1 if cuts and fb is not None and len(base) == len(x) else 1
 
         def run(rows: torch.Tensor, kw: Dict[str, Any]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
             with torch.enable_grad(), warnings.catch_warnings():

@@ -44,11 +44,9 @@ def split_path(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Segment ends and starts as one batch, segment-major (row ``k * N + i``: segment k of
     example i): inputs ``b + c_{k+1} (x - b)``, baselines ``b + c_k (x - b)``, c_0 = 0, c_K = 1."""
-    ends = (0.0, *cuts, 1.0)
     step = inputs - baselines
-    starts = torch.cat([baselines + a * step for a in ends[:-1]])
-    stops = torch.cat([baselines + a * step for a in ends[1:]])
-    return stops, starts
+    points = [baselines + a * step for a in (0.0, *cuts, 1.0)]  # each cut point made once
+    return torch.cat(points[1:]), torch.cat(points[:-1])
 
 
 def join_segments(attributions: torch.Tensor, segments: int) -> torch.Tensor:
