@@ -4,10 +4,10 @@ A :class:`Recipe` bundles a parameterization factory, the transforms, the optimi
 learning rate, and whether it needs natural examples of the unit (a dataset prior). Explicit
 ``param=``, ``transforms=``, ``optimizer=`` and ``lr=`` given to a render override the recipe's.
 
-* ``"fourier"`` (the default): Fourier 1/f basis with colour decorrelation, the standard
+* ``"fourier"`` (the default for units): Fourier 1/f basis with colour decorrelation, the standard
   transforms, Adam(0.05);
 * ``"maco"`` (Fel et al., NeurIPS 2023): phase-only Fourier with a fixed natural magnitude
-  spectrum, NAdam, :data:`MACO_CROPS` random crops per image and step;
+  spectrum, NAdam, :data:`MACO_CROPS` random crops per image and step (the default for classes);
 * ``"aligned"`` (VITAL, Gorgun et al., ICCV 2025): "fourier" plus a cost pulling the image's
   sorted per-channel activations, at the unit's layer and a few earlier ones, towards those of
   the unit's top dataset examples (``dataset=`` or ``examples=``).
@@ -38,10 +38,13 @@ OptimizerFactory = Callable[[Sequence[torch.Tensor]], torch.optim.Optimizer]
 #: The recipe of a render that names none (for units; see :func:`default_recipe`).
 DEFAULT = "fourier"
 #: The recipe each objective kind gets when a render names none (see :func:`default_recipe`),
-#: chosen on ``benchmarks/bench_quality.py`` (README, "Quality"): for classes the recipe that
-#: needs no dataset and meets every class goal (own top-1 16/16, top-5 at least 12/16 on
-#: EfficientNet-Lite1 and -Lite2 at both input sizes, at least 12/16 named blind): "maco" (16/16,
-#: top-5 16 and 15 at 224 px, 16 and 12 at native size, 16/16 blind; "fourier": 10/16 blind).
+#: chosen on ``benchmarks/bench_quality.py`` (README, "Quality"). Classes: the recipe that needs no
+#: dataset and meets every class goal (own top-1 16/16, top-5 at least 12/16 on EfficientNet-Lite1
+#: and -Lite2 at both input sizes, at least 12/16 named blind): "maco" (16/16; top-5 16 and 16 at
+#: 224 px, 16 and 13 at native size; 16/16 blind; "fourier": 10/16 blind). Units: among the recipes
+#: that need no dataset and reach the best natural crop on every benchmarked unit, the cheapest
+#: per step, since a whole-layer audit spends most of its time here: "fourier" (1.0x; "maco" 2.0x,
+#: though only its pictures have a natural high-frequency energy).
 DEFAULTS: Dict[str, str] = {"class": "maco", "unit": DEFAULT}
 #: Weight of the "aligned" prior, in units of the unit layer's typical activation on its examples.
 PRIOR_WEIGHT = 1.0
@@ -85,10 +88,15 @@ def _maco_param(spec: ParamSpec) -> nn.Module:
     return param_lib.maco(spec.size, batch=spec.batch, seed=spec.seed)
 
 
-#: Crops per slot and step for "maco", all in one forward (the paper uses more; this is a CPU budget).
-#: Measured on 8 channels of ``_blocks.8`` (96 px, 96 steps; activation / best natural crop):
-#: 2 crops median 0.98 (4 of 8 at least the best), 4 crops 2.02 (7 of 8), 8 crops 2.07 (7 of 8).
-MACO_CROPS = 4
+#: Crops per slot and step for "maco", all in one forward (the paper uses more; this is a CPU budget),
+#: each a fraction of the image's side drawn from :data:`MACO_SCALE`. Zoomed-in crops cost early
+#: units their strength: 16 channels of ``_blocks.3`` (128 px, 128 steps; activation / best natural
+#: crop, minimum over channels): 4 crops at 0.25-1 0.86, 4 at 0.5-1 1.11, 4 at 0.75-1 1.41,
+#: 2 at 0.5-1 0.88, 2 at 0.75-1 1.20 (58% of the 4-crop time); 64 channels of
+#: ``_blocks.8._depthwise_conv`` (96 px, 96 steps): 4 at 0.25-1 left 4 below their best crop,
+#: 2 or 4 at 0.75-1 none.
+MACO_CROPS = 2
+MACO_SCALE = (0.75, 1.0)
 #: NAdam's learning rate on the phases (radians) for "maco". The paper's 1.0 suits its 1000+ steps on
 #: large images; here (same 8 channels, 4 crops) lr 0.1: median 3.00, 0.2: 3.48, 0.3: 3.47, 0.5: 3.05,
 #: 1.0: 2.02 (one channel below its best natural crop), 3.0: -0.04.
@@ -96,7 +104,7 @@ MACO_LR = 0.2
 
 
 def _maco_transforms(side: int) -> Callable:
-    return tf.crops(MACO_CROPS, noise=0.05)  # resized back to the image's own side
+    return tf.crops(MACO_CROPS, scale=MACO_SCALE, noise=0.05)  # resized back to the image's own side
 
 
 def _adam(params: Sequence[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -112,7 +120,7 @@ _RECIPES: Dict[str, Recipe] = {
     for r in (
         Recipe(
             "fourier",
-            "Fourier 1/f basis, colour decorrelation, jitter/scale/rotate, Adam(0.05) (the default)",
+            "Fourier 1/f basis, colour decorrelation, jitter/scale/rotate, Adam(0.05) (the default for units)",
             _fourier_param,
             tf.standard,
             _adam,
@@ -120,7 +128,7 @@ _RECIPES: Dict[str, Recipe] = {
         ),
         Recipe(
             "maco",
-            "MaCo: phase-only Fourier with a fixed natural magnitude spectrum, multi-crop, NAdam(0.2)",
+            "MaCo: phase-only Fourier, fixed natural magnitude spectrum, 2 crops, NAdam(0.2) (the default for classes)",
             _maco_param,
             _maco_transforms,
             _nadam,

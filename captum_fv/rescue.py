@@ -41,7 +41,8 @@ _PROBES = 3  # binary-noise images a zero-gradient objective is scored on (besid
 class RescueConfig:
     """How a render rescues dead slots: ``steps`` redirected steps, ``retries`` more redirected
     phases for a slot still dead after them (restarted from new noise if it did not move), ``warn``
-    once about the slots still dead at the end;
+    once about the slots still dead at the end (``steps=0``: no redirection, dead slots are only
+    found and reported, which is what ``rescue=False`` means);
     ``slots`` the slots to watch, all read by the objective (None: every slot, and then one whose
     value never changes with the input is taken for a slot the objective ignores, not a dead one;
     name them to leave out e.g. a negative optimum, already at its floor)."""
@@ -52,16 +53,17 @@ class RescueConfig:
     slots: Optional[Tuple[int, ...]] = None
 
     @classmethod
-    def of(cls, rescue: Any) -> Optional["RescueConfig"]:
-        """``True``/None: the defaults; ``False``: no rescue; an int: that many redirected steps."""
+    def of(cls, rescue: Any) -> "RescueConfig":
+        """``True``/None: the defaults; ``False`` or 0: plain gradients throughout, a slot that
+        gets none still reported (never silently left blank); an int: that many redirected steps."""
         if isinstance(rescue, RescueConfig):
             return rescue
         if rescue is None or rescue is True:
             return cls()
         if rescue is False:
-            return None
+            return cls(steps=0, retries=0)
         if isinstance(rescue, int) and rescue >= 0:
-            return cls(steps=rescue) if rescue else None
+            return cls(steps=rescue, retries=RETRIES if rescue else 0)
         raise TypeError(f"rescue must be a bool, an int >= 0 or a RescueConfig, got {rescue!r}")
 
 
@@ -295,6 +297,12 @@ class Rescue:
         self.dead = [s for s in self.dead if float(final[s]) == self.at_check.get(s, float(final[s]))]
 
     def message(self, name: str) -> str:
+        if self.config is not None and self.config.steps == 0:
+            return (
+                f"{len(self.dead)} of {self.batch} slots of {name} got exactly zero gradient "
+                f"(slots {self.dead}, see RenderResult.dead_slots) and stayed at their start: "
+                "rescue is off; pass rescue=True to redirect ReLU gradients"
+            )
         phases = 1 + max((self.attempts[s] for s in self.dead), default=0)
         return (
             f"{len(self.dead)} of {self.batch} slots of {name} never got a gradient: slots "

@@ -204,10 +204,10 @@ class NeuronVisualization:
                 results.append(self._pack(unit, lay, res, act))
         dead = [v.name for v in results if v.dead]
         if dead:
+            how = "even with redirected ReLUs and restarts" if RescueConfig.of(rescue).steps else "with rescue off"
             warnings.warn(
-                f"{len(dead)} of {len(results)} units never got a gradient, even with redirected "
-                f"ReLUs and restarts (their images stayed at the start; .dead is True): "
-                f"{', '.join(dead)}",
+                f"{len(dead)} of {len(results)} units never got a gradient, {how} (their images "
+                f"stayed at the start; .dead is True): {', '.join(dead)}",
                 stacklevel=2,
             )
         return results if is_many(neuron_selector) else results[0]
@@ -278,12 +278,12 @@ def slot_examples(
     return out
 
 
-def _rescue_config(rescue: Any, layout: Sequence[SlotLayout]) -> Union[bool, RescueConfig]:
+def _rescue_config(rescue: Any, layout: Sequence[SlotLayout]) -> RescueConfig:
     """The render's rescue for these units: their maximized slots watched (a negative optimum
     stuck at a ReLU's floor is already optimal), one warning from ``visualize`` instead."""
     config = RescueConfig.of(rescue)
     slots = tuple(s for lay in layout for s in lay.maximized)
-    return False if config is None else dataclasses.replace(config, warn=False, slots=slots)
+    return dataclasses.replace(config, warn=False, slots=slots)
 
 
 def _scaled_diversity(layer: LayerLike, groups: List[List[int]]) -> Objective:

@@ -60,8 +60,11 @@ def _sweep(net: nn.Module, rescue, steps: int = 40):
 def test_flat_units_are_rescued_and_live_ones_bit_identical():
     net = DeadNet("relu")
     before = model_state(net)
-    plain, off, _ = _sweep(net, False)
+    plain, off, caught_off = _sweep(net, False)
     assert (plain[DEAD] == 0).all() and (plain[[1, 3, 4]] > 0).all()  # what HEAD returned: blanks
+    # with the rescue off the blanks are still reported, never silent
+    assert [v.dead for v in off] == [c in DEAD for c in range(8)]
+    assert [str(w.message) for w in caught_off if "rescue off" in str(w.message)], caught_off
     acts, on, caught = _sweep(net, True)
     assert (acts > 0).all(), acts
     assert not any(v.dead for v in on) and not caught
@@ -87,8 +90,9 @@ def test_live_units_are_bit_identical_with_rescue(tiny):
 def test_relu6_upper_flat_side():
     net = DeadNet("relu6", bias=5.5)  # > 6 on grey even at the border, < 6 on a darker image
     down = -obj.channel("out", 0)  # maximize -relu6(x): wants x below 6
-    plain = fv.render(net, down, steps=36, lr=0.2, rescue=False, **KW)
-    assert float(plain.values[0]) == -6.0
+    with pytest.warns(UserWarning, match="rescue is off"):
+        plain = fv.render(net, down, steps=36, lr=0.2, rescue=False, **KW)
+    assert float(plain.values[0]) == -6.0 and plain.dead_slots == [0]
     res = fv.render(net, down, steps=36, lr=0.2, **KW)
     assert float(res.values[0]) > -6.0 and res.dead_slots == []
 

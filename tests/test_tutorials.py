@@ -29,6 +29,7 @@ EXPECTED = {
     "Auditing_Your_Own_Model.ipynb",
     "How_Features_Evolve.ipynb",
     "When_To_Trust_A_Visualization.ipynb",
+    "Pictures_Worth_Believing.ipynb",
 }
 KERNEL = "captum-fv-tests"
 CELL_TIMEOUT_S = 180
