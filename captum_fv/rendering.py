@@ -316,8 +316,9 @@ def render(
     ``rescue``: redirect ReLU/ReLU6 gradients for the first steps and restart slots that still get
     none (True: :class:`captum_fv.rescue.RescueConfig` defaults; an int: that many redirected
     steps; False: plain gradients throughout); slots still dead end in ``.dead_slots``, with a
-    warning (also with ``rescue=False``: a blank is never silent); ``transparency``: also return ``.transparency``, which pixels the objective used
-    (MaCo's map: the accumulated |gradient| w.r.t. the image, per slot, scaled to [0, 1]);
+    warning (also with ``rescue=False``: a blank is never silent); ``transparency``: also return
+    ``.transparency``, which pixels the objective used (MaCo's map: the accumulated |gradient|
+    w.r.t. the image, per slot, scaled to [0, 1]);
     ``autocast``: ``"bf16"`` runs each step's forward under bfloat16 autocast on the model's device
     type, ``channels_last``: hands the model channels-last inputs (see :mod:`captum_fv.precision`;
     both off by default; the images, optimizer and objective stay float32, and ``.values`` and the

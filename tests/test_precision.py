@@ -106,8 +106,10 @@ def test_rescue_under_autocast_revives_flat_units_of_an_inplace_relu_model():
     before = model_state(net)
     viz = fv.NeuronVisualization(net, "out")
     kw = dict(size=16, steps=34, progress=False)
-    plain = viz.visualize([0, 1, 2, 3], rescue=False, autocast="bf16", **kw)
+    with pytest.warns(UserWarning, match="with rescue off"):
+        plain = viz.visualize([0, 1, 2, 3], rescue=False, autocast="bf16", **kw)
     assert [float(v.activation["positive"][0]) == 0 for v in plain] == [True, False, True, False]
+    assert [v.dead for v in plain] == [True, False, True, False]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         vs = viz.visualize([0, 1, 2, 3], autocast="bf16", channels_last=True, **kw)

@@ -33,7 +33,7 @@ class StageUnit:
 
     def image(self, key: str) -> torch.Tensor:
         """An image back as (C, H, W) in [0, 1], exactly as stored (8 bits)."""
-        a = torch.from_numpy(np.asarray(self.arrays[key])).float() / 255
+        a = torch.from_numpy(np.array(self.arrays[key])).float() / 255  # a copy: stored arrays are read-only
         return a[None] if a.dim() == 2 else a.permute(2, 0, 1)
 
     @property
