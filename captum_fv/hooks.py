@@ -93,20 +93,24 @@ def forward_args(additional_forward_args: Any) -> Tuple[Any, ...]:
     return (additional_forward_args,)
 
 
-def batch_args(args: Tuple[Any, ...], total: int, start: int = 0, stop: Optional[int] = None) -> Tuple[Any, ...]:
-    """The extra arguments for rows ``start:stop`` of a batch of ``total`` inputs.
+def batch_args(
+    args: Tuple[Any, ...], total: int, start: int = 0, stop: Optional[int] = None, rows: Optional[torch.Tensor] = None
+) -> Tuple[Any, ...]:
+    """The extra arguments for rows ``start:stop`` (or the index tensor ``rows``) of a batch of
+    ``total`` inputs.
 
     A tensor whose first dim is ``total`` holds one row per input and is sliced; one whose first
     dim is 1 serves every row and is expanded (so during optimization the same arguments serve
     every batch slot); anything else is passed as is.
     """
     stop = total if stop is None else stop
+    count = stop - start if rows is None else len(rows)
     out = []
     for a in args:
         if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == 1:
-            a = a.expand(stop - start, *a.shape[1:])
+            a = a.expand(count, *a.shape[1:])
         elif torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == total:
-            a = a[start:stop]
+            a = a[start:stop] if rows is None else a[rows.to(a.device)]
         out.append(a)
     return tuple(out)
 

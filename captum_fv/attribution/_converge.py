@@ -45,17 +45,29 @@ def converge(
         tried = torch.where(rows, target, tried)
 
 
-def rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any]:
-    """kwargs for a subset of the examples: per-example tensors and lists (baselines, target,
-    additional_forward_args) cut to those rows; shared values as they are."""
+def per_example(
+    kwargs: Dict[str, Any], n: int, tensor: Callable[[torch.Tensor], Any], items: Callable[[list], Any]
+) -> Dict[str, Any]:
+    """Captum kwargs with each per-example value (a tensor or list with ``n`` rows, in tuples too:
+    baselines, target, additional_forward_args) replaced by ``tensor(v)`` or ``items(v)``; shared
+    values as they are."""
 
-    def cut(v: Any) -> Any:
-        if torch.is_tensor(v) and v.dim() > 0 and len(v) == n and n > 1:
-            return v[rows.to(v.device)]
-        if isinstance(v, list) and len(v) == n and n > 1:
-            return [item for item, keep in zip(v, rows.tolist()) if keep]
+    def walk(v: Any) -> Any:
+        if torch.is_tensor(v) and v.dim() > 0 and len(v) == n:
+            return tensor(v)
+        if isinstance(v, list) and len(v) == n:
+            return items(v)
         if isinstance(v, tuple):
-            return tuple(cut(item) for item in v)
+            return tuple(walk(item) for item in v)
         return v
 
-    return {k: cut(v) for k, v in kwargs.items()}
+    return {k: walk(v) for k, v in kwargs.items()}
+
+
+def rows_of(kwargs: Dict[str, Any], rows: torch.Tensor, n: int) -> Dict[str, Any]:
+    """kwargs for a subset (bool mask ``rows``) of the ``n`` examples (with one example, every
+    value is shared)."""
+    if n <= 1:
+        return dict(kwargs)
+    keep = rows.tolist()
+    return per_example(kwargs, n, lambda v: v[rows.to(v.device)], lambda v: [x for x, k in zip(v, keep) if k])

@@ -21,6 +21,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from ._converge import per_example
+
 
 def check_cuts(cuts: Optional[Sequence[float]]) -> Tuple[float, ...]:
     """``cuts`` as a sorted tuple strictly inside (0, 1); raises a one-line error otherwise."""
@@ -57,14 +59,4 @@ def join_segments(attributions: torch.Tensor, segments: int) -> torch.Tensor:
 def tile_kwargs(kwargs: Dict[str, Any], n: int, segments: int) -> Dict[str, Any]:
     """Per-example values (tensors and lists with ``n`` rows, in tuples too) repeated for every
     segment, segment-major like :func:`split_path`; shared values as they are."""
-
-    def tile(v: Any) -> Any:
-        if torch.is_tensor(v) and v.dim() > 0 and len(v) == n:
-            return v.repeat(segments, *([1] * (v.dim() - 1)))
-        if isinstance(v, list) and len(v) == n:
-            return v * segments
-        if isinstance(v, tuple):
-            return tuple(tile(item) for item in v)
-        return v
-
-    return {k: tile(v) for k, v in kwargs.items()}
+    return per_example(kwargs, n, lambda v: v.repeat(segments, *([1] * (v.dim() - 1))), lambda v: v * segments)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
-from ..hooks import Capture, forward_args, model_guard
+from ..hooks import Capture, batch_args, forward_args, model_guard
 from ..modelinfo import OutputKey, model_device, model_dtype, module_of, select_output, unwrap
 from ..unit import Selector, Unit, as_units
 from ._records import UnitLabel
@@ -92,7 +92,7 @@ def output_classes(
             idx = torch.cat([r for _, r in batch])
             zeroed = torch.cat([_zeroed(acts[r], units[i]) for i, r in batch])
             feed = x[:1] if stand_in else x[idx]
-            drop = (logits[idx] - tail(feed, zeroed, _rows_of(args, len(x), idx), device, dtype)).double()
+            drop = (logits[idx] - tail(feed, zeroed, batch_args(args, len(x), rows=idx), device, dtype)).double()
             start = 0
             for i, r in batch:
                 sums[i] += drop[start : start + len(r)].sum(0)
@@ -154,7 +154,7 @@ def _clean_pass(
     with Capture(module, forward_func, [ref, out_ref], output=output) as run:
         for i in range(0, len(x), batch_size):
             idx = torch.arange(i, min(i + batch_size, len(x)))
-            got = run(x[idx].to(device, dtype), _rows_of(args, len(x), idx))
+            got = run(x[idx].to(device, dtype), batch_args(args, len(x), rows=idx))
             acts.append(got[ref.key])
             logits.append(got[OUTPUT].float())
     out = torch.cat(logits)
@@ -188,19 +188,6 @@ def _zeroed(acts: torch.Tensor, unit: Unit) -> torch.Tensor:
     else:
         out[(slice(None),) + tuple(unit.index)] = 0
     return out
-
-
-def _rows_of(args: Tuple[Any, ...], total: int, idx: torch.Tensor) -> Tuple[Any, ...]:
-    """Extra forward arguments for rows ``idx`` of ``total``: per-row tensors indexed, first-dim-1
-    tensors expanded, anything else as given (Captum's convention)."""
-    out = []
-    for a in args:
-        if torch.is_tensor(a) and a.dim() and a.shape[0] == 1:
-            a = a.expand(len(idx), *a.shape[1:])
-        elif torch.is_tensor(a) and a.dim() and a.shape[0] == total:
-            a = a[idx.to(a.device)]
-        out.append(a)
-    return tuple(out)
 
 
 def _batches(rows: List[torch.Tensor], batch_size: int) -> List[List[Tuple[int, torch.Tensor]]]:
