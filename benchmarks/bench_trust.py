@@ -20,6 +20,7 @@ layer, judged on their honest visualizations.
     python benchmarks/bench_trust.py                    # all three parts
     python benchmarks/bench_trust.py --part calibration --quick    # 4 units, 2 planted
     python benchmarks/bench_trust.py --part cost
+    python benchmarks/bench_trust.py --part calibration --recipe maco   # judged on MaCo pictures
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module) -> List[Dict]:
     ex = fv.DatasetExamples(model, args.layer).collect(ds, k=trust.MIN_EXAMPLES, units=units, progress=False)
     nat = torch.stack([ds[i][0] for i in range(len(ds))])
     vs = fv.NeuronVisualization(model, args.layer).visualize(
-        units, size=args.size, steps=args.steps, facets=args.facets, progress=False
+        units, size=args.size, steps=args.steps, facets=args.facets, progress=False, recipe=args.recipe
     )
     held_ex = fv.DatasetExamples(model, args.layer).collect(held, k=args.facets + 1, units=units, progress=False)
     scorer = trust.TrustScorer(model, args.layer, ds)
@@ -78,7 +79,7 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module) -> List[Dict]:
     for u in units[: args.planted]:
         pm = trust.plant(model, args.layer, u, nat)
         pv = fv.NeuronVisualization(pm, args.layer).visualize(
-            u, size=args.size, steps=args.steps, facets=args.facets, progress=False
+            u, size=args.size, steps=args.steps, facets=args.facets, progress=False, recipe=args.recipe
         )
         pex = fv.DatasetExamples(pm, args.layer).collect(ds, k=trust.MIN_EXAMPLES, units=[u], progress=False)
         r = trust.score(pm, args.layer, torch.cat([pv.positive, pv.facets]), u, pex)
@@ -122,7 +123,9 @@ def whole_layer(args: argparse.Namespace, model: torch.nn.Module) -> List[Dict]:
     rows = []
     for start in range(0, n, args.chunk):
         part = units[start : start + args.chunk]
-        vs = viz.visualize(part, size=args.size, steps=args.steps, facets=args.facets, progress=False, seed=start)
+        vs = viz.visualize(
+            part, size=args.size, steps=args.steps, facets=args.facets, progress=False, seed=start, recipe=args.recipe
+        )
         for u, v in zip(part, vs):
             r = scorer.score(torch.cat([v.positive, v.facets]), u, ex)
             rows.append({"unit": u, **_row(r)})
@@ -171,6 +174,9 @@ def main() -> None:
     p.add_argument("--facets", type=int, default=2)
     p.add_argument("--crops", type=int, default=16)
     p.add_argument("--chunk", type=int, default=16, help="layer part: units optimized together")
+    p.add_argument(
+        "--recipe", default=None, help="calibration and layer parts: the pictures' recipe (default: the unit default)"
+    )
     p.add_argument("--json", default=None, help="write every case's measures here")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
