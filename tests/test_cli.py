@@ -50,6 +50,7 @@ def test_parse_units():
         (TINY + ["--tolerance", "-1"], "--tolerance must be >= 0"),
         (TINY + ["--n-steps", "0"], "--n-steps must be >= 1"),
         (TINY + ["--atlas", "25"], "--atlas 25: the grid is 1 to 20"),
+        (TINY + ["--recipe", "lucid"], "unknown recipe 'lucid'; the recipes are: fourier, maco, aligned"),
         (["--classes", "3", "--layer", "conv2"], "drop --layer and --units"),
         (["--model", "conftest:make_tiny", "--transfer-model", "conftest:make_tiny"], "add --classes"),
         (["--model", "conftest:make_tiny", "--classes", "3,50"], "has 10 outputs (0-9)"),
@@ -157,6 +158,7 @@ def test_class_units_with_transfer_models(tmp_path, capsys):
     assert "trust" in capsys.readouterr().out  # the phase's time is printed with the others
     report = json.loads((out / "report.json").read_text())
     assert report["layer"] == "" and [u["name"] for u in report["units"]] == ["channel_0003", "channel_0005"]
+    assert report["settings"]["recipe"] == "maco"  # the class default (recipe.DEFAULTS)
     # these random tiny nets rank the classes alike whatever the input: so we know each answer
     ranked = []
     for net in (make_tiny(), make_tiny(seed=7)):
