@@ -28,6 +28,7 @@ from .modelinfo import module_of
 from .objectives.matching import inversion
 from .recipe import prior_layers, reference_activations
 from .rendering import render
+from .rescue import RescueConfig
 from .unit import Selector, as_units, is_many, units_objective
 
 #: Weight of the closeness term, in units of the layer's activation spread on the photos.
@@ -123,9 +124,9 @@ def accentuate(
         progress=progress,
         thresholds=(),
         additional_forward_args=additional_forward_args,
-        # a photo's top unit is live: a rescue pass would only check every ReLU's rows for
-        # nothing (it took a quarter of a 16-step accentuation)
-        rescue=False,
+        # a photo's top unit is live: redirected ReLUs would only check every row for nothing
+        # (a quarter of a 16-step accentuation); a unit flat on its photo shows as after == before
+        rescue=RescueConfig(steps=0, retries=0, warn=False),
     )
     final = reference_activations(module, forward_func, [layer, reg], res.images, additional_forward_args)
     after = torch.stack([u.value(final[key][s : s + 1])[0] for s, u in enumerate(slot_units)])

@@ -99,8 +99,10 @@ def _maco_param(spec: ParamSpec) -> nn.Module:
 MACO_CROPS = 2
 MACO_SCALE = (0.75, 1.0)
 #: NAdam's learning rate on the phases (radians) for "maco". The paper's 1.0 suits its 1000+ steps on
-#: large images; here (same 8 channels, 4 crops) lr 0.1: median 3.00, 0.2: 3.48, 0.3: 3.47, 0.5: 3.05,
-#: 1.0: 2.02 (one channel below its best natural crop), 3.0: -0.04.
+#: large images. Here, activation / best natural crop on 16 channels of ``_blocks.8`` (96 px,
+#: 96 steps, 2 crops of 0.75-1), median (minimum): lr 0.1 3.51 (1.67), 0.2 3.62 (1.88), 0.3 3.54
+#: (1.78), 0.5 3.22 (1.70); earlier, with 4 crops of 0.25-1 on 8 of them, 1.0 left one channel below
+#: its best crop and 3.0 failed (-0.04).
 MACO_LR = 0.2
 
 

@@ -56,7 +56,7 @@ class RenderResult:
     objective: Objective
     seed: int = 0
     param: Optional[nn.Module] = field(default=None, repr=False)
-    dead_slots: List[int] = field(default_factory=list)  # no gradient even after rescue
+    dead_slots: List[int] = field(default_factory=list)  # no gradient (after the rescue, if on)
     transparency: Optional[torch.Tensor] = None  # (B, 1, H, W) in [0, 1] with transparency=True
 
 

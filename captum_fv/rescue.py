@@ -41,8 +41,8 @@ _PROBES = 3  # binary-noise images a zero-gradient objective is scored on (besid
 class RescueConfig:
     """How a render rescues dead slots: ``steps`` redirected steps, ``retries`` more redirected
     phases for a slot still dead after them (restarted from new noise if it did not move), ``warn``
-    once about the slots still dead at the end (``steps=0``: no redirection, dead slots are only
-    found and reported, which is what ``rescue=False`` means);
+    once about the slots still dead at the end (``steps=0``: no redirection and no retry, dead
+    slots are only found and reported, which is what ``rescue=False`` means);
     ``slots`` the slots to watch, all read by the objective (None: every slot, and then one whose
     value never changes with the input is taken for a slot the objective ignores, not a dead one;
     name them to leave out e.g. a negative optimum, already at its floor)."""
@@ -273,7 +273,7 @@ class Rescue:
         constant = [s for s in still if not bool(varies[s])]
         still = [s for s in still if bool(varies[s])]
         room = step + 1 + self.config.steps < self.steps  # another phase and its check fit
-        again = [s for s in still if room and self.attempts[s] < self.config.retries]
+        again = [s for s in still if room and self.config.steps and self.attempts[s] < self.config.retries]
         named = constant if self.config.slots is not None else []
         self.dead = sorted(set(self.dead) | (set(still) - set(again)) | set(named))
         if self.dead:

@@ -77,7 +77,7 @@ class Visualization:
     activation: Dict[str, torch.Tensor]
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     history: Optional[torch.Tensor] = field(default=None, repr=False)
-    dead: bool = False  # a maximized slot never got a gradient, even with the rescue
+    dead: bool = False  # a maximized slot never got a gradient (after the rescue, if on)
 
     @property
     def name(self) -> str:

@@ -97,6 +97,16 @@ def test_relu6_upper_flat_side():
     assert float(res.values[0]) > -6.0 and res.dead_slots == []
 
 
+def test_no_redirected_steps_means_no_restart_either():
+    """steps=0 only finds and reports: the dead slot is not restarted from new noise."""
+    net = DeadNet("relu")
+    dead = obj.channel("out", DEAD[0])
+    off = fv.render(net, dead, steps=20, rescue=RescueConfig(steps=0, warn=False), **KW)
+    with pytest.warns(UserWarning, match="rescue is off"):
+        plain = fv.render(net, dead, steps=20, rescue=False, **KW)
+    assert off.dead_slots == plain.dead_slots == [0] and torch.equal(off.images, plain.images)
+
+
 def test_redirect_grad_rule():
     y = torch.tensor([[0.0, 0.0, 6.0, 3.0]])
     g = torch.tensor([[-1.0, 1.0, 1.0, 0.0]])  # a loss gradient: a step moves by -g

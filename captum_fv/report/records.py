@@ -167,7 +167,7 @@ def unit_record(
         "dataset_max": best,
         "dataset_min": float(bottoms.activations[0]),
         "ratio": positive / best if best > 0 else None,
-        "dead": v.dead,  # no gradient even with the rescue: the images stayed at their start
+        "dead": v.dead,  # no gradient (after the rescue, if on): the images stayed at their start
         "attribution": {
             "method": ctx.attribution,
             "mean_abs_delta": None if att.delta is None else float(att.delta.abs().mean()),
