@@ -86,6 +86,12 @@ def _fourier_param(spec: ParamSpec) -> nn.Module:
 
 
 def _maco_param(spec: ParamSpec) -> nn.Module:
+    if spec.channels != 3:
+        raise ValueError(
+            f"recipe 'maco' draws RGB images (its default spectrum is that of colour photos) but the model "
+            f"takes {spec.channels} input channels: use recipe='fourier', or pass param=fv.param.maco(size, "
+            "magnitude=fv.param.magnitude_spectrum(your_images, decorrelate=False), decorrelate=False)"
+        )
     return param_lib.maco(spec.size, batch=spec.batch, seed=spec.seed)
 
 

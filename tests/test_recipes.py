@@ -178,6 +178,21 @@ def test_report_recipe_is_a_setting_and_aligned_runs(tmp_path, tiny):
     assert (units_of(tmp_path / "r") / "channel_0001" / "positive.png").exists()
 
 
+def test_maco_on_a_model_without_rgb_input_is_a_one_line_error_naming_the_fix():
+    gray = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="takes 1 input channels: use recipe='fourier'") as err:
+        fv.render(gray, fv.objectives.class_logit(1), recipe="maco", size=32, steps=2, progress=False)
+    assert "\n" not in str(err.value)
+    spectrum = fv.param.magnitude_spectrum(torch.rand(4, 1, 32, 32), decorrelate=False)
+    param = fv.param.maco(32, magnitude=spectrum, decorrelate=False)  # the fix the message names
+    assert (
+        fv.render(gray, fv.objectives.class_logit(1), param=param, recipe="maco", steps=2, progress=False).images.shape[
+            1
+        ]
+        == 1
+    )
+
+
 def test_maco_recipe_uses_the_phase_param_crops_and_nadam(tiny):
     made = recipe_lib.setup("maco", recipe_lib.ParamSpec(32, 2, 3, 0))
     x = made.param()
