@@ -176,6 +176,7 @@ def test_report_recipe_is_a_setting_and_aligned_runs(tmp_path, tiny):
     assert rep.settings["recipe"] == "aligned"
     rep.run([0, 1], tmp_path / "r")
     assert (units_of(tmp_path / "r") / "channel_0001" / "positive.png").exists()
+    assert "(recipe <code>aligned</code>)" in (tmp_path / "r" / "index.html").read_text()  # said where it is read
 
 
 def test_maco_on_a_model_without_rgb_input_is_a_one_line_error_naming_the_fix():
