@@ -51,6 +51,8 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     (:func:`captum_fv.models.load`), its errors as usage errors."""
     from .models import load
 
+    if ":" in spec and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: a module:factory in this folder
     try:
         return load(spec, weights)
     except (ValueError, ImportError) as e:  # ImportError: lite1/lite2 without the 'models' extra
@@ -73,16 +75,19 @@ def _device(spec: str) -> torch.device:
         raise UsageError(str(e)) from e
 
 
-def _dataset(spec: str, size: int):
+def _dataset(spec: str, size: int, model: nn.Module):
+    """The images of ``--data`` with as many channels as ``model`` takes (RGB, or 1 or 4)."""
     from . import data
+    from .modelinfo import infer_in_channels
 
+    channels = infer_in_channels(model, default=3)
     if spec == "sample":
-        return data.sample_images(size=size, crops=32)
+        return data.sample_images(size=size, crops=32, channels=channels)
     if not Path(spec).is_dir():
         raise UsageError(f"--data {spec!r} is neither 'sample' nor a folder of images")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dataset = data.image_folder(spec, size=size)  # bad files: skipped, named in one line
+        dataset = data.image_folder(spec, size=size, channels=channels)  # bad files: skipped, named in one line
     for w in caught:
         print(f"captum-fv: warning: {w.message}", file=sys.stderr)
     return dataset
@@ -150,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="integrated gradients: redo an example with more steps while its convergence "
         "delta exceeds this fraction of its activation change (default 0.1, up to 128 steps; 0: never)",
+    )
+    r.add_argument(
+        "--path-cuts",
+        metavar="CUTS",
+        help="integrated gradients: fractions of the path from the baseline where it is cut, each segment "
+        "getting an equal share of the steps (default 0.01,0.05; 'none': Captum's uncut path)",
     )
     r.add_argument(
         "--output",
@@ -293,7 +304,7 @@ def _report(args: argparse.Namespace) -> int:
     except LookupError as e:  # KeyError is one too
         raise UsageError(str(e).strip("'\"")) from e
     attribution_kwargs = _path_settings(args, adapter)
-    dataset = _dataset(args.data, args.size)
+    dataset = _dataset(args.data, args.size, model)
     backend = "nccl" if device.type == "cuda" else "gloo"
     # Under torchrun: one process group for the run, made here unless the caller has one.
     with distributed.process_group_from_env(backend, GROUP_TIMEOUT):
@@ -385,7 +396,6 @@ def _check_classes(units: List[int], models: List[tuple], size: int) -> None:
 def _evolve(args: argparse.Namespace) -> int:
     from . import distributed
     from .evolution import FeatureEvolution
-    from .modelinfo import infer_in_channels
 
     for name in ("size", "steps", "k", "max_batch"):
         if getattr(args, name) < 1:
@@ -395,8 +405,7 @@ def _evolve(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoint {missing[0]!r} is not a file")
     device = _device(args.device)
     model = load_model(args.model).to(device)
-    channels = infer_in_channels(model, default=3)
-    dataset = _dataset(args.data, args.size) if channels == 3 else _gray_dataset(args.data, args.size, channels)
+    dataset = _dataset(args.data, args.size, model)
     with distributed.process_group_from_env("nccl" if device.type == "cuda" else "gloo", GROUP_TIMEOUT):
         t = time.perf_counter()
         try:
@@ -424,20 +433,17 @@ def _evolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _gray_dataset(spec: str, size: int, channels: int):
-    """The images of ``--data`` for a model with 1 (or 4) input channels."""
-    from . import data
-
-    if spec == "sample":
-        return data.sample_images(size=size, crops=32, channels=channels)
-    if not Path(spec).is_dir():
-        raise UsageError(f"--data {spec!r} is neither 'sample' nor a folder of images")
-    return data.image_folder(spec, size=size, channels=channels)
-
-
 def _path_settings(args: argparse.Namespace, adapter: object) -> dict:
-    """--n-steps and --tolerance as attribution kwargs; only path methods take them."""
-    given = {"n_steps": args.n_steps, "tolerance": args.tolerance}
+    """--n-steps, --tolerance and --path-cuts as attribution kwargs; only path methods take them."""
+    from .attribution import check_cuts
+
+    spec, cuts = (args.path_cuts or "").strip().lower(), None
+    try:
+        cuts = check_cuts([float(c) for c in spec.split(",")]) if spec not in ("", "none") else cuts
+    except ValueError as e:
+        raise UsageError(f"--path-cuts {spec!r}: give increasing fractions in (0, 1), e.g. 0.01,0.05, or none") from e
+    cuts = () if spec == "none" else cuts
+    given = {"n_steps": args.n_steps, "tolerance": args.tolerance, "path_cuts": cuts}
     given = {k: v for k, v in given.items() if v is not None}
     if given and not getattr(adapter, "integrates", False):
         flags = " and ".join("--" + k.replace("_", "-") for k in given)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -51,6 +52,9 @@ def test_parse_units():
         (TINY + ["--n-steps", "0"], "--n-steps must be >= 1"),
         (TINY + ["--atlas", "25"], "--atlas 25: the grid is 1 to 20"),
         (TINY + ["--recipe", "lucid"], "unknown recipe 'lucid'; the recipes are: fourier, maco, aligned"),
+        (TINY + ["--path-cuts", "0.5,0.1"], "--path-cuts '0.5,0.1': give increasing fractions in (0, 1)"),
+        (TINY + ["--path-cuts", "1%"], "e.g. 0.01,0.05, or none"),
+        (TINY + ["--attribution", "gradient", "--path-cuts", "none"], "--path-cuts apply to integrated gradients"),
         (["--classes", "3", "--layer", "conv2"], "drop --layer and --units"),
         (["--model", "conftest:make_tiny", "--transfer-model", "conftest:make_tiny"], "add --classes"),
         (["--model", "conftest:make_tiny", "--classes", "3,50"], "has 10 outputs (0-9)"),
@@ -119,6 +123,20 @@ def test_weights_load_for_factory_models(tmp_path, capsys):
     assert torch.equal(model.conv1.weight, make_tiny(seed=3).conv1.weight)
 
 
+def test_a_factory_in_the_current_folder_and_a_one_channel_model(tmp_path, capsys, monkeypatch):
+    """`--model mynet:make` finds mynet.py where the command runs (as `python -m` would); a
+    1-channel model gets 1-channel photos (the bundled ones, or --data)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "mynet.py").write_text(
+        "from conftest import make_tiny\n\ndef make():\n    return make_tiny(in_channels=1)\n"
+    )
+    argv = ["report", "--model", "mynet:make"] + TINY[2:] + ["--units", "0", "--out", "gray"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "gray" / "report.json").read_text())
+    assert [u["name"] for u in report["units"]] == ["channel_0000"]
+
+
 def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, capsys):
     out = tmp_path / "audit"
     argv = ["report"] + TINY + ["--units", "0", "--out", str(out), "--n-steps", "3"]
@@ -143,6 +161,9 @@ def test_integration_settings_reach_the_report_and_invalidate_resume(tmp_path, c
     }
     rel = [e["relative_delta"] for e in unit["top"]]
     assert all(r <= 0.01 or e["n_steps"] == 128 for r, e in zip(rel, unit["top"])), unit["top"]
+    assert cli.main(argv + ["--tolerance", "0", "--path-cuts", "none", "--resume"]) == 0  # Captum's uncut path
+    unit = json.loads((out / "report.json").read_text())["units"][0]
+    assert unit["settings"]["attribution_kwargs"]["path_cuts"] == []
 
 
 def test_class_units_with_transfer_models(tmp_path, capsys):

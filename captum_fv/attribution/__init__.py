@@ -16,6 +16,7 @@ tensor([...])
 from ._attribute import Attribution, attribute
 from ._baselines import grey_baselines, patch_mask, path_batch
 from ._methods import Adapter, NeuronMethod, builtin_methods
+from ._segments import check_cuts
 
 __all__ = [
     "attribute",
@@ -23,6 +24,7 @@ __all__ = [
     "NeuronMethod",
     "Adapter",
     "builtin_methods",
+    "check_cuts",
     "grey_baselines",
     "patch_mask",
     "path_batch",
