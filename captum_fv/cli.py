@@ -257,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     ly.add_argument("--weights")
     ly.add_argument("--size", type=int, default=224)
 
-    sub.add_parser("objectives", help="list registered objectives and attribution methods")
+    sub.add_parser("objectives", help="list registered objectives, attribution methods and render recipes")
     return p
 
 
@@ -471,9 +471,10 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _objectives(args: argparse.Namespace) -> int:
+    from .recipe import recipes
     from .registry import catalog
 
-    print(catalog())
+    print(catalog(extra=[("recipe", name, what) for name, what in recipes().items()]))
     return 0
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 _OBJECTIVES: Dict[str, Callable[..., Any]] = {}
 _ATTRIBUTIONS: Dict[str, Any] = {}
@@ -133,9 +133,10 @@ def _summary(doc: Optional[str]) -> str:
     return re.split(r"(?<=[.!?])\s", paragraph, maxsplit=1)[0]
 
 
-def catalog(width: int = 100) -> str:
+def catalog(width: int = 100, extra: Sequence[Tuple[str, str, str]] = ()) -> str:
     """A table of every objective and attribution method with a one-line description
-    (descriptions longer than ``width`` characters are shortened).
+    (descriptions longer than ``width`` characters are shortened), then the ``extra`` rows
+    (kind, name, description).
 
     >>> print(catalog())
     kind         name                  description
@@ -145,6 +146,7 @@ def catalog(width: int = 100) -> str:
     """
     rows = [("objective", n, describe_entry(f)) for n, f in _OBJECTIVES.items()]
     rows += [("attribution", n, describe_entry(m)) for n, m in _ATTRIBUTIONS.items()]
+    rows += list(extra)
     rows = [(k, n, d if len(d) <= width else d[: width - 3].rstrip() + "...") for k, n, d in rows]
     wk = max(len("kind"), *(len(r[0]) for r in rows))
     wn = max(len("name"), *(len(r[1]) for r in rows))

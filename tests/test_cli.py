@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import layer_dir, units_of
 
+import captum_fv as fv
 from captum_fv import cli
 
 TINY = [
@@ -112,6 +113,7 @@ def test_layers_and_objectives_commands(capsys):
     assert cli.main(["objectives"]) == 0
     out = capsys.readouterr().out
     assert "channel" in out and "diversity" in out and "integrated_gradients" in out
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("recipe ")] == list(fv.recipes())
 
 
 def test_weights_load_for_factory_models(tmp_path, capsys):
