@@ -67,7 +67,8 @@ class Recipe:
     """A named way to render: ``param(spec)`` builds the image parameterization,
     ``transforms(side)`` the augmentation for images of that side, ``optimizer(params, lr)``
     the optimizer; ``needs_examples``: the recipe adds a prior from natural examples, weighted by
-    ``prior_weight``."""
+    ``prior_weight``; ``transparency``: reports draw its pictures' transparency maps (MaCo's
+    way of showing which pixels the objective used)."""
 
     name: str
     description: str
@@ -77,6 +78,7 @@ class Recipe:
     lr: float
     needs_examples: bool = False
     prior_weight: float = 0.0
+    transparency: bool = False
 
 
 def _fourier_param(spec: ParamSpec) -> nn.Module:
@@ -142,6 +144,7 @@ _RECIPES: Dict[str, Recipe] = {
             _maco_transforms,
             _nadam,
             MACO_LR,
+            transparency=True,
         ),
         Recipe(
             "aligned",

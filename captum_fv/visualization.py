@@ -78,6 +78,9 @@ class Visualization:
     snapshots: Dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     history: Optional[torch.Tensor] = field(default=None, repr=False)
     dead: bool = False  # a maximized slot never got a gradient (after the rescue, if on)
+    #: with ``visualize(..., transparency=True)``: which pixels of ``positive`` the objective used
+    #: (accumulated |input gradient|, (n, 1, H, W) in [0, 1]; draw with ``fv.heatmap.transparent``)
+    transparency: Optional[torch.Tensor] = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -145,6 +148,7 @@ class NeuronVisualization:
         k: int = 6,
         autocast: Any = None,
         channels_last: bool = False,
+        transparency: bool = False,
     ) -> Union[Visualization, List[Visualization]]:
         """Optimize images for one selector, or for a sequence of them in shared batches.
 
@@ -159,7 +163,8 @@ class NeuronVisualization:
         natural images (one tensor per unit), else the ``k`` top examples of each unit are
         mined from ``dataset`` first. The prior serves the positive optimum and facets.
         ``autocast`` (``"bf16"`` or None) and ``channels_last``: the optimization's forward, as in
-        :func:`captum_fv.render`; ``.activation`` is measured in float32 either way.
+        :func:`captum_fv.render`; ``.activation`` is measured in float32 either way;
+        ``transparency``: also return each positive optimum's transparency map (``.transparency``).
         """
         if facets < 0:
             raise ValueError(f"facets must be >= 0, got {facets}")
@@ -198,6 +203,7 @@ class NeuronVisualization:
                 examples=None if examples is None else slot_examples(examples[chunk.start : chunk.stop], layout),
                 autocast=autocast,
                 channels_last=channels_last,
+                transparency=transparency,
             )
             reached = self.activation(res.images, part, layout, additional_forward_args)
             for unit, lay, act in zip(part, layout, reached):
@@ -264,6 +270,7 @@ class NeuronVisualization:
             snapshots={k: v[p : p + 1] for k, v in res.snapshots.items()},
             history=res.history[:, p],
             dead=any(s in res.dead_slots for s in lay.maximized),
+            transparency=None if res.transparency is None else res.transparency[lay.positive],
         )
 
 

@@ -3,9 +3,11 @@ errors, and the "aligned" dataset prior (sorted matching of activation distribut
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny, units_of
+from PIL import Image
 from torch import nn
 
 import captum_fv as fv
@@ -177,6 +179,17 @@ def test_report_recipe_is_a_setting_and_aligned_runs(tmp_path, tiny):
     rep.run([0, 1], tmp_path / "r")
     assert (units_of(tmp_path / "r") / "channel_0001" / "positive.png").exists()
     assert "(recipe <code>aligned</code>)" in (tmp_path / "r" / "index.html").read_text()  # said where it is read
+
+
+def test_a_maco_report_draws_each_units_transparency_map(tmp_path, tiny):
+    kw = dict(size=32, steps=4, facets=1, k=2, progress=False, attribution="gradient", trust=False, labels=False)
+    NeuronReport(tiny, "conv2", smooth_images(8), recipe="maco", **kw).run([0], tmp_path / "maco")
+    unit = units_of(tmp_path / "maco") / "channel_0000"
+    drawn = np.asarray(Image.open(unit / "positive_transparency.png"))
+    assert drawn.shape == (32, 32, 3) and not np.array_equal(drawn, np.asarray(Image.open(unit / "positive.png")))
+    assert "positive_transparency.png" in (unit / "index.html").read_text()
+    NeuronReport(tiny, "conv2", smooth_images(8), **kw).run([0], tmp_path / "fourier")  # a recipe without one
+    assert not (units_of(tmp_path / "fourier") / "channel_0000" / "positive_transparency.png").exists()
 
 
 def test_maco_on_a_model_without_rgb_input_is_a_one_line_error_naming_the_fix():

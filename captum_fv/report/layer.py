@@ -244,6 +244,7 @@ class LayerReport:
                     progress=progress,
                     additional_forward_args=self.additional_forward_args,
                     recipe=self.recipe,
+                    transparency=recipe_lib.get_recipe(self.recipe).transparency,
                     autocast=self.autocast,
                     channels_last=self.channels_last,
                     examples=None if mined is None else [self._top(mined, u).images for u in part],

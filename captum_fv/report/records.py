@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..heatmap import attribution_scale, colorbar, signed_overlay
+from ..heatmap import attribution_scale, colorbar, signed_overlay, transparent
 from ..items import image_of
 from ..mining import Examples
 from ..trust import VERDICTS, TrustSummary
@@ -24,6 +24,9 @@ from .writer import to_png_array
 
 #: The colour bar of a unit's attribution overlays (its scale is ``record["attribution"]["scale"]``).
 COLORBAR_FILE = "attr_colorbar.png"
+
+#: The positive optimum drawn with its transparency map (recipes that have one, e.g. "maco").
+TRANSPARENCY_FILE = "positive_transparency.png"
 
 
 def unit_name(selector: Selector) -> str:
@@ -131,6 +134,7 @@ def _top_entries(ds: Any, tops: Any, top: torch.Tensor, att: Any) -> List[Dict[s
 def _files_layout(v: Visualization) -> Dict[str, Any]:
     return {
         "positive": "positive.png",
+        "transparency": TRANSPARENCY_FILE if v.transparency is not None else None,
         "facets": [f"facet_{j}.png" for j in range(len(v.facets))],
         "negative": "negative.png" if v.negative is not None else None,
         "snapshots": [{"step": s, "file": f"step_{s:05d}.png"} for s in sorted(v.snapshots)],
@@ -195,6 +199,8 @@ def unit_arrays(
 ) -> Dict[str, np.ndarray]:
     """Every PNG of the unit's folder, as uint8 arrays by file name."""
     arrays: Dict[str, np.ndarray] = {"positive.png": to_png_array(v.positive[0])}
+    if v.transparency is not None:
+        arrays[TRANSPARENCY_FILE] = to_png_array(transparent(v.positive[0], v.transparency[0]))
     for j, f in enumerate(v.facets):
         arrays[f"facet_{j}.png"] = to_png_array(f)
     if v.negative is not None:
