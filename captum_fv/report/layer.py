@@ -132,8 +132,9 @@ class LayerReport:
             "dataset_size": len(self.dataset),  # type: ignore[arg-type]
             "additional_forward_args": setting(self.additional_forward_args),
             "output": setting(self.output),
-            # only when not the defaults, so reports made before recipes existed still resume
-            **({"recipe": self.recipe} if self.recipe != recipe_lib.DEFAULT else {}),
+            # only when not the defaults, so reports made before recipes existed still resume; an
+            # absent recipe means "fourier", theirs (whatever recipe.DEFAULT becomes)
+            **({"recipe": self.recipe} if self.recipe != "fourier" else {}),
             **({"accentuate_steps": self.accentuate_steps} if self.accentuate else {}),
             "labels": self.labels,
             **({"autocast": str(self.autocast)} if self.autocast is not None else {}),
