@@ -250,6 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="evolution", help="output folder (nothing is written outside it)")
     ev.add_argument("--resume", action="store_true", help="keep units and checkpoint stages already complete in --out")
     ev.add_argument("--force", action="store_true", help="write into an existing folder that is not captum-fv's")
+    ev.add_argument("--recipe", default=None, help="render recipe: fourier (default), maco, aligned")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ly = sub.add_parser("layers", help="list a model's layers with their output shapes")
@@ -422,8 +423,9 @@ def _evolve(args: argparse.Namespace) -> int:
                 max_batch=args.max_batch,
                 model_name=args.model,
                 progress=not args.quiet,
+                recipe=args.recipe,
             )
-        except ValueError as e:  # unknown layer, clashing labels
+        except ValueError as e:  # unknown layer, clashing labels, unknown recipe
             raise UsageError(str(e)) from e
         index = evolution.run(parse_units(args.units), args.out, resume=args.resume, force=args.force)
         if distributed.rank() == 0:

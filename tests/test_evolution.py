@@ -112,6 +112,20 @@ def test_the_same_checkpoint_twice_gives_identical_strips(trained, tmp_path):
         assert u.record["change"] == pytest.approx(0.0, abs=1e-9) and u.record["settled"] == "a"
 
 
+def test_a_recipe_renders_every_checkpoint_and_is_a_setting(trained):
+    p = trained["paths"]
+    plain = evolution(tiny_cnn(), [p["reinit"], p["step100"]], trained["data"])
+    assert "recipe" not in plain.settings  # runs made before recipes still resume
+    ev = evolution(tiny_cnn(), [p["reinit"], p["step100"]], trained["data"], recipe="aligned")
+    assert ev.settings["recipe"] == "aligned"
+    ev.build(UNITS[:1])
+    base = plain.build(UNITS[:1])
+    # the dataset prior changes the optima: the same seeds, other images
+    assert not torch.equal(ev.units["channel_0000"].optima(), base.units["channel_0000"].optima())
+    with pytest.raises(ValueError, match="unknown recipe 'lucid'"):
+        evolution(tiny_cnn(), [p["step100"]], trained["data"], recipe="lucid")
+
+
 def test_the_model_gets_its_own_weights_back(trained, tmp_path):
     model = tiny_cnn()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import distributed as dist_lib
 from .. import fingerprint as fp_lib
+from .. import recipe as recipe_lib
 from ..addressing import LayerLike
 from ..data import sample_images
 from ..items import image_of
@@ -61,7 +62,8 @@ class FeatureEvolution:
     """Visualize units of ``layer`` under each of ``checkpoints`` (local state_dict files or
     state_dicts in memory, oldest first; the last one is "final").
 
-    Inside a ``torch.distributed`` process group every rank calls ``run`` alike: the fixed chunks
+    ``recipe``: how the optima are rendered (a name from :func:`captum_fv.recipes`; default the
+    unit default). Inside a ``torch.distributed`` process group every rank calls ``run`` alike: the fixed chunks
     of units are dealt round-robin, each rank writes its units, rank 0 the index.
 
     Checkpoints are files (``["step0.pt", "step100.pt", "final.pt"]``) or state_dicts:
@@ -94,6 +96,7 @@ class FeatureEvolution:
         model_name: Optional[str] = None,
         progress: bool = True,
         distributed: Optional[bool] = None,
+        recipe: Optional[str] = None,
     ):
         if facets < 0 or k < 1 or steps < 1 or size < 1:
             raise ValueError("facets must be >= 0 and k, steps, size >= 1")
@@ -112,6 +115,7 @@ class FeatureEvolution:
         self.max_batch, self.batch_size, self.threshold = max_batch, batch_size, threshold
         self.model_name = model_name or type(self.module).__name__
         self.progress, self.distributed = progress, distributed
+        self.recipe = recipe_lib.get_recipe(recipe if recipe is not None else self.viz.default_recipe()).name
         self.units: Dict[str, EvolvedUnit] = {}
         self.resumed: Optional[ResumePlan] = None  # what the last run(resume=True) kept and redid
         self._unit_fp: Dict[str, str] = {}
@@ -136,6 +140,7 @@ class FeatureEvolution:
             "threshold": self.threshold,
             "dataset_size": len(self.dataset),
             "evolution": True,
+            **({"recipe": self.recipe} if self.recipe != "fourier" else {}),  # absent: runs made before recipes
         }
 
     @property
@@ -257,6 +262,8 @@ class FeatureEvolution:
                 seed=self.seed + chunk.start,
                 max_batch=len(part) * per_unit,
                 progress=self.progress,
+                recipe=self.recipe,
+                **({"dataset": self.dataset, "k": self.k} if recipe_lib.get_recipe(self.recipe).needs_examples else {}),
             )
             for unit, v in zip(part, vis):
                 name = unit.file_name
