@@ -10,7 +10,7 @@ import pytest
 from conftest import make_tiny
 
 import captum_fv as fv
-from captum_fv import cli
+from captum_fv import cli, cliargs
 from captum_fv.report import NeuronReport, layer_folder, unit_folder, writer
 
 OPTS = dict(size=32, steps=4, facets=0, k=2, progress=False, trust=False, attribution_kwargs={"n_steps": 4})
@@ -215,4 +215,4 @@ def test_cli_atlas_takes_its_grid(tmp_path, monkeypatch):
     entry = json.loads((tmp_path / "a" / "report.json").read_text())["layers"][0]
     assert seen == [2] and 1 <= entry["atlas"]["cells"] <= 4
     assert cli.main(argv + ["--atlas", "--out", str(tmp_path / "b")]) == 0
-    assert seen == [2, cli.ATLAS_GRID]
+    assert seen == [2, cliargs.ATLAS_GRID]
