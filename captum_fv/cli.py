@@ -53,11 +53,17 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     if ":" in spec and "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: a module:factory in this folder
     try:
-        return load(spec, weights)
+        model = load(spec, weights)
     except (ValueError, ImportError) as e:  # ImportError: lite1/lite2 without the 'models' extra
         raise UsageError(
             str(e).replace("unknown model", "unknown --model").replace("weights are", "--weights is")
         ) from e
+    if spec.startswith("torchvision:") and not weights:
+        print(
+            f"captum-fv: warning: {spec} has random weights (no --weights FILE): its units mean nothing",
+            file=sys.stderr,
+        )
+    return model
 
 
 def _device(spec: str) -> torch.device:

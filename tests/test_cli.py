@@ -74,18 +74,37 @@ def test_usage_errors_exit_2_with_one_line(argv, message, capsys, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_torchvision_model_without_weights_is_called_random(capsys, tmp_path):
+    assert cli.main(["report", "--model", "torchvision:resnet18", "--layer", "layer9", "--out", str(tmp_path)]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert "torchvision:resnet18 has random weights (no --weights FILE)" in warning and "layer9" in error
+
+
 def test_argparse_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["report", "--steps", "many"])
     assert e.value.code == 2
 
 
-def test_runtime_failure_exits_1(tmp_path, capsys):
+def test_runtime_failure_exits_1_and_bad_weights_are_a_usage_error(tmp_path, capsys, monkeypatch):
     bad = tmp_path / "w.pt"
     bad.write_bytes(b"not a checkpoint")
     code = cli.main(["report"] + TINY + ["--weights", str(bad), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
-    assert code == 1 and len(err.splitlines()) == 1 and err.startswith("captum-fv: error:")
+    assert code == 2 and "is not a plain state_dict; save it with torch.save(model.state_dict(), path)" in err
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)  # a state_dict of another model: the keys named
+    assert cli.main(["report"] + TINY + ["--weights", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit model 'conftest:make_tiny'" in err and "missing keys" in err and "conv1.weight" in err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "broken.py").write_text(
+        "from conftest import make_tiny\n\n\ndef make():\n    net = make_tiny()\n"
+        "    net.forward = lambda x: (_ for _ in ()).throw(RuntimeError('boom\\nsecond line'))\n    return net\n"
+    )
+    code = cli.main(["report", "--model", "broken:make"] + TINY[2:] + ["--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and err.startswith("captum-fv: error:") and "boom" in err
 
 
 def test_report_writes_only_inside_out_and_resumes(tmp_path, capsys, monkeypatch):

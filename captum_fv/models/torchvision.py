@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, with_preprocessing
-from .weights import load_checkpoint, unwrap_state_dict
+from .weights import load_checkpoint, mismatch, unwrap_state_dict
 
 __all__ = ["torchvision_model"]
 
@@ -44,29 +44,16 @@ def _check_model_name(name: str) -> None:
 
 def _mismatch_message(name: str, model: nn.Module, state: Mapping[str, Tensor], shown: int = 5) -> Optional[str]:
     """Explain how ``state`` does not fit ``model``; None when it fits."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    resized = [
-        k
-        for k in expected
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if not (missing or unexpected or resized):
+    problem = mismatch(model, state)
+    if not problem:
         return None
-    lines = [f"weights do not fit torchvision model {name!r}:"]
-    if missing:
-        lines.append(f"  {len(missing)} missing keys, e.g. {missing[:shown]}")
-    if unexpected:
-        lines.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:shown]}")
-    for k in resized[:shown]:
-        lines.append(f"  {k}: weights {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}")
+    lines = [f"weights do not fit torchvision model {name!r}:", *problem.lines(shown)]
     # A resized final linear layer almost always means a different class count.
-    classes = {state[k].shape[0] for k in resized if k.endswith(".weight") and state[k].dim() == 2}
-    if len(classes) == 1 and not (missing or unexpected):
+    classes = {a[0] for k, a, _ in problem.resized if k.endswith(".weight") and len(a) == 2}
+    if len(classes) == 1 and not (problem.missing or problem.unexpected):
         lines.append(f"These weights look like num_classes={classes.pop()}.")
         return "\n".join(lines)
-    matches = _architectures_with_keys(name, set(state)) if (missing or unexpected) else []
+    matches = _architectures_with_keys(name, set(state)) if (problem.missing or problem.unexpected) else []
     if matches:
         lines.append(f"The keys match torchvision model(s): {', '.join(matches)}.")
     lines.append("Check that `name` is the architecture the weights were saved from and that `num_classes` matches.")
