@@ -341,6 +341,10 @@ def magnitude_spectrum(
         if decorrelate and x.shape[1] == 3:
             x = torch.einsum("ij,bjhw->bihw", inv, x)
         mag = (periodic_spectrum(x) if periodic else torch.fft.rfft2(x, norm="ortho")).abs().sum(0)
+        if total is not None and mag.shape != total.shape:
+            raise ValueError(
+                f"images of different sizes ({tuple(x.shape[-2:])} after others): pass size= to resize them all"
+            )
         total, n = (mag if total is None else total + mag), n + x.shape[0]
     if total is None:
         raise ValueError("the dataset has no images to compute a magnitude spectrum from")

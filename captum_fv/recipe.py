@@ -91,8 +91,13 @@ def _maco_param(spec: ParamSpec) -> nn.Module:
     if spec.channels != 3:
         raise ValueError(
             f"recipe 'maco' draws RGB images (its default spectrum is that of colour photos) but the model "
-            f"takes {spec.channels} input channels: use recipe='fourier', or pass param=fv.param.maco(size, "
-            "magnitude=fv.param.magnitude_spectrum(your_images, decorrelate=False), decorrelate=False)"
+            f"takes {spec.channels} input channels: use recipe='fourier', or fv.render(..., param=fv.param.maco("
+            "size, magnitude=fv.param.magnitude_spectrum(your_images, decorrelate=False), decorrelate=False))"
+        )
+    if not (spec.fft and spec.decorrelate):
+        raise ValueError(
+            "recipe 'maco' is a Fourier phase with decorrelated colour: fft=False and decorrelate=False do not "
+            "apply to it (use recipe='fourier' for those)"
         )
     return param_lib.maco(spec.size, batch=spec.batch, seed=spec.seed)
 

@@ -291,7 +291,7 @@ def render(
     blur_every: Optional[int] = None,
     blur_sigma: float = 0.5,
     additional_forward_args: Any = None,
-    recipe: Optional[str] = None,
+    recipe: Union[None, str, recipe_lib.Recipe] = None,
     examples: Any = None,
     rescue: Union[bool, int, RescueConfig] = True,
     transparency: bool = False,

@@ -142,7 +142,7 @@ class NeuronVisualization:
         progress: bool = True,
         rescue: Any = True,
         additional_forward_args: Any = None,
-        recipe: Optional[str] = None,
+        recipe: Union[None, str, recipe_lib.Recipe] = None,
         dataset: Any = None,
         examples: Optional[Sequence[Optional[torch.Tensor]]] = None,
         k: int = 6,
@@ -199,7 +199,7 @@ class NeuronVisualization:
                 seed=seed + chunk.start,
                 progress=progress,
                 additional_forward_args=additional_forward_args,
-                recipe=chosen.name,
+                recipe=chosen,  # the record itself: a custom Recipe has no registered name
                 examples=None if examples is None else slot_examples(examples[chunk.start : chunk.stop], layout),
                 autocast=autocast,
                 channels_last=channels_last,

@@ -3,6 +3,8 @@ errors, and the "aligned" dataset prior (sorted matching of activation distribut
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -205,6 +207,17 @@ def test_maco_on_a_model_without_rgb_input_is_a_one_line_error_naming_the_fix():
         ]
         == 1
     )
+
+
+def test_maco_refuses_settings_it_cannot_honour_and_visualize_takes_a_recipe_record(tiny):
+    viz = fv.NeuronVisualization(tiny, "conv2")
+    for bad in ({"fft": False}, {"decorrelate": False}):
+        with pytest.raises(ValueError, match="do not apply to it"):
+            viz.visualize(0, recipe="maco", size=32, steps=2, progress=False, **bad)
+    mine = dataclasses.replace(recipe_lib.get_recipe("fourier"), name="mine", lr=0.2)  # not registered
+    assert viz.visualize(0, recipe=mine, size=32, steps=2, progress=False).positive.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="pass size= to resize them all"):
+        fv.param.magnitude_spectrum([torch.rand(3, 32, 32), torch.rand(3, 24, 24)], size=None)
 
 
 def test_maco_recipe_uses_the_phase_param_crops_and_nadam(tiny):
