@@ -41,6 +41,10 @@ class LayerSelection:
     units: Optional[List[int]] = None
 
 
+#: Containers with no forward of their own: a glob skips them (they never run, so nothing to hook).
+_NEVER_CALLED = (nn.ModuleList, nn.ModuleDict)
+
+
 def parse_unit_list(spec: str) -> Union[List[int], str]:
     """``"0-3,7,9-10"`` -> ``[0, 1, 2, 3, 7, 9, 10]`` (first occurrence order, no repeats);
     ``"all"`` -> :data:`ALL`, resolved per layer by :func:`select_layers`."""
@@ -93,7 +97,8 @@ def select_layers(
         patterns = [patterns]
     if not patterns:
         raise ValueError("give at least one layer pattern, e.g. '_blocks.8' or '_blocks.*'")
-    names = [n for n, _ in unwrap(model).named_modules() if n]
+    modules = {n: m for n, m in unwrap(model).named_modules() if n}
+    names = list(modules)
     order = {n: i for i, n in enumerate(names)}
     picked: dict = {}  # layer -> list of units, ALL, or None
     for spec in patterns:
@@ -101,7 +106,13 @@ def select_layers(
         units = parse_unit_list(unit_spec) if unit_spec is not None else None
         if _is_pattern(name):
             rx = _regex(name)
-            matched = [n for n in names if rx.fullmatch(n)]
+            hits = [n for n in names if rx.fullmatch(n)]
+            matched = [n for n in hits if not isinstance(modules[n], _NEVER_CALLED)]
+            if hits and not matched:
+                raise ValueError(
+                    f"layer pattern {name!r} matches only containers that never run ({', '.join(hits[:3])}): "
+                    f"name their members, e.g. '{hits[0]}.*'"
+                )
             if not matched:
                 raise ValueError(
                     f"layer pattern {name!r} matches no module ('*' stays within one dotted part; "

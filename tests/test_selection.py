@@ -60,3 +60,21 @@ def test_bad_patterns_say_what_to_do():
         select_layers(m, [":0-3"])
     with pytest.raises(ValueError, match="at least one layer pattern"):
         select_layers(m, [])
+
+
+def test_a_glob_skips_containers_that_never_run():
+    class Listed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Conv2d(3, 3, 1) for _ in range(2)])
+            self.bias = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            for b in self.blocks:
+                x = b(x)
+            return self.bias(x)
+
+    assert names(select_layers(Listed(), ["b*"])) == ["bias"]  # not the ModuleList "blocks"
+    assert names(select_layers(Listed(), ["blocks.*"])) == ["blocks.0", "blocks.1"]
+    with pytest.raises(ValueError, match=r"matches only containers that never run \(blocks\): .*'blocks\.\*'"):
+        select_layers(Listed(), ["blo*"])
