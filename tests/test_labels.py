@@ -297,3 +297,15 @@ def test_class_labels_need_ten_labelled_classes(tmp_path):
         labels.class_labels(unlabelled)
     with pytest.raises(TypeError, match="DatasetExamples"):
         labels.class_labels(torch.zeros(3))
+
+
+def test_class_units_of_an_imagenet_output_are_titled_by_name(tmp_path):
+    kw = dict(size=32, steps=2, facets=0, k=2, progress=False, attribution="gradient", trust=False, labels=False)
+    data = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    fv.NeuronReport(make_tiny(classes=1000), None, data, recipe="fourier", **kw).run([3], tmp_path / "in1k")
+    titles = [u["title"] for u in json.loads((tmp_path / "in1k" / "report.json").read_text())["units"]]
+    assert titles == [f"class 3: {fv.models.imagenet_labels()[3]}"]
+    fv.NeuronReport(make_tiny(classes=10), None, data, recipe="fourier", **kw).run([3], tmp_path / "ten")
+    titles = [u["title"] for u in json.loads((tmp_path / "ten" / "report.json").read_text())["units"]]
+    assert titles == ["channel 3"]  # no names to know for a 10-way output
+    assert labels.known_class_names(10) is None and len(labels.known_class_names(1000)) == 1000

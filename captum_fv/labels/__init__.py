@@ -21,7 +21,7 @@ forwards), ``_wpmi`` (soft-WPMI, class and concept labels).
 
 from __future__ import annotations
 
-from ._output import output_classes
+from ._output import known_class_names, output_classes, output_names
 from ._records import SOURCES, UnitLabel, to_json
 from ._wpmi import (
     EPS,
@@ -56,7 +56,9 @@ __all__ = [
     "dissect",
     "has_classes",
     "inclusion",
+    "known_class_names",
     "output_classes",
+    "output_names",
     "soft_wpmi",
     "to_json",
 ]

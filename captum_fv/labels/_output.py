@@ -17,6 +17,7 @@ from torch import nn
 
 from ..addressing import OUTPUT, LayerLike, LayerRef, resolve_layer
 from ..hooks import Capture, batch_args, forward_args, model_guard
+from ..items import image_of
 from ..modelinfo import OutputKey, model_device, model_dtype, module_of, select_output, unwrap
 from ..unit import Selector, Unit, as_units
 from ._records import UnitLabel
@@ -166,14 +167,34 @@ def _clean_pass(
     return torch.cat(acts), out
 
 
+def known_class_names(n_outputs: int) -> Optional[List[str]]:
+    """The class names of an ``n_outputs``-way output when they can be known without being told:
+    ImageNet's for 1000 outputs, else None."""
+    if n_outputs != 1000:
+        return None
+    from ..models.labels import imagenet_labels  # torchvision is slow to import; only here
+
+    return imagenet_labels()
+
+
+def output_names(
+    forward_func: Callable[..., torch.Tensor],
+    dataset: Any,
+    additional_forward_args: Any = None,
+    output: OutputKey = None,
+) -> Optional[List[str]]:
+    """The class names of the model's output when they can be known (:func:`known_class_names`),
+    its width read off one forward of the dataset's first item."""
+    x = image_of(dataset[0])[None].to(model_device(module_of(forward_func)))
+    with torch.no_grad():
+        logits = select_output(forward_func(x, *forward_args(additional_forward_args)), output)
+    return known_class_names(logits.shape[-1])
+
+
 def _class_names(classes: Optional[Sequence[str]], logits: torch.Tensor) -> List[str]:
     n = logits.shape[1]
     if classes is None:
-        if n == 1000:
-            from ..models.labels import imagenet_labels  # torchvision is slow to import; only here
-
-            return imagenet_labels()
-        return [f"class {i}" for i in range(n)]
+        return known_class_names(n) or [f"class {i}" for i in range(n)]
     names = [str(c) for c in classes]
     if len(names) != n:
         raise ValueError(f"classes has {len(names)} names but the model has {n} outputs; give one name per logit")

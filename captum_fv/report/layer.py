@@ -268,7 +268,10 @@ class LayerReport:
         """Attribute the top examples of each unit this rank optimized, measure how far to trust
         its pictures, and record the unit; ``chunks``: the build's units as optimized."""
         device = model_device(module_of(self.forward_func))
-        ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset)
+        named = self.layer == OUTPUT and not items_have_args(self.dataset)  # class units: titled by name
+        args = (self.forward_func, self.dataset, self.additional_forward_args, self.output)
+        names = labels_lib.output_names(*args) if named else None
+        ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset, names)
         mine = [u for u in units if u.file_name in vis]  # all of them in a single process
         block = self._trust_block() if self.trust and mine else None
         with dist_lib.all_or_none(self._shared):  # every rank enters, with units or none

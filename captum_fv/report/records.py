@@ -83,6 +83,7 @@ class UnitContext:
     fingerprint: Dict[str, str]
     attribution: str
     dataset: Any
+    class_names: Optional[List[str]] = None  # class units of a known output (ImageNet): their titles
 
 
 def setting(value: Any) -> Any:
@@ -142,6 +143,13 @@ def _files_layout(v: Visualization) -> Dict[str, Any]:
     }
 
 
+def _title(ctx: UnitContext, unit: Unit) -> str:
+    """'channel 5', or for a class unit of a known output 'class 1: goldfish'."""
+    if ctx.class_names is not None and unit.kind == "channel" and 0 <= unit.channel < len(ctx.class_names):
+        return f"class {unit.channel}: {ctx.class_names[unit.channel]}"
+    return unit.title
+
+
 def unit_record(
     ctx: UnitContext, unit: Unit, v: Visualization, mined: Any, top: torch.Tensor, att: Any
 ) -> Dict[str, Any]:
@@ -159,7 +167,7 @@ def unit_record(
     positive = float(v.activation["positive"][0])
     return {
         "name": unit.file_name,
-        "title": unit.title,
+        "title": _title(ctx, unit),
         "layer": ctx.layer,
         "settings": ctx.settings,
         "fingerprint": dict(ctx.fingerprint, unit=unit.identity),
