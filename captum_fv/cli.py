@@ -9,6 +9,7 @@ each when CUDA is available, and rank 0 prints the result.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 import warnings
@@ -312,7 +313,8 @@ def _objectives(args: argparse.Namespace) -> int:
     from .recipe import recipes
     from .registry import catalog
 
-    print(catalog(extra=[("recipe", name, what) for name, what in recipes().items()]))
+    width = max(60, shutil.get_terminal_size((140, 24)).columns - 36)  # descriptions fill the terminal
+    print(catalog(width, extra=[("recipe", name, what) for name, what in recipes().items()]))
     return 0
 
 

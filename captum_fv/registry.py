@@ -15,7 +15,7 @@ torch.Size([4, 3, 64, 64])
 >>> print(catalog())
 kind         name                  description
 -----------  --------------------  -----------
-objective    channel               Mean activation of channel ``unit`` over all positions.
+objective    channel               Mean activation of channel unit over all positions.
 ...
 objective    sparse_channel        (no description)
 ...
@@ -141,12 +141,13 @@ def catalog(width: int = 100, extra: Sequence[Tuple[str, str, str]] = ()) -> str
     >>> print(catalog())
     kind         name                  description
     -----------  --------------------  -----------
-    objective    channel               Mean activation of channel ``unit`` over all positions.
+    objective    channel               Mean activation of channel unit over all positions.
     ...
     """
     rows = [("objective", n, describe_entry(f)) for n, f in _OBJECTIVES.items()]
     rows += [("attribution", n, describe_entry(m)) for n, m in _ATTRIBUTIONS.items()]
     rows += list(extra)
+    rows = [(k, n, d.replace("``", "")) for k, n, d in rows]  # plain text: no reST literals
     rows = [(k, n, d if len(d) <= width else d[: width - 3].rstrip() + "...") for k, n, d in rows]
     wk = max(len("kind"), *(len(r[0]) for r in rows))
     wn = max(len("name"), *(len(r[1]) for r in rows))
