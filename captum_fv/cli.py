@@ -1,7 +1,8 @@
 """The ``captum-fv`` command: ``report``, ``evolve``, ``layers`` and ``objectives`` (their
 arguments: :mod:`captum_fv.cliargs`).
 
-Exit codes: 0 success, 2 usage error, 1 runtime failure, each failure as one line on stderr.
+Exit codes: 0 success, 2 usage error, 1 runtime failure, each failure as one line on stderr
+(``CAPTUM_FV_TRACEBACK=1``: a runtime failure's whole traceback instead).
 Under ``torchrun`` (``WORLD_SIZE`` > 1) ``report`` shares the work among the processes, one GPU
 each when CUDA is available, and rank 0 prints the result.
 """
@@ -9,6 +10,7 @@ each when CUDA is available, and rank 0 prints the result.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -328,9 +330,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("captum-fv: interrupted; finished units are kept (rerun with --resume)", file=sys.stderr)
         return 130
-    except Exception as e:  # one clear line, not a traceback
+    except Exception as e:  # one clear line, not a traceback (unless asked for)
+        if os.environ.get("CAPTUM_FV_TRACEBACK") == "1":
+            raise
         first = (str(e).strip().splitlines() or [""])[0][:400]
-        print(f"captum-fv: error: {type(e).__name__}: {first}", file=sys.stderr)
+        print(f"captum-fv: error: {type(e).__name__}: {first} (CAPTUM_FV_TRACEBACK=1 shows all)", file=sys.stderr)
         return 1
 
 

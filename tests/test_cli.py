@@ -105,6 +105,9 @@ def test_runtime_failure_exits_1_and_bad_weights_are_a_usage_error(tmp_path, cap
     code = cli.main(["report", "--model", "broken:make"] + TINY[2:] + ["--out", str(tmp_path / "b")])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and err.startswith("captum-fv: error:") and "boom" in err
+    monkeypatch.setenv("CAPTUM_FV_TRACEBACK", "1")  # the whole story when asked for
+    with pytest.raises(RuntimeError, match="boom\nsecond line"):
+        cli.main(["report", "--model", "broken:make"] + TINY[2:] + ["--out", str(tmp_path / "c")])
 
 
 def test_report_writes_only_inside_out_and_resumes(tmp_path, capsys, monkeypatch):
