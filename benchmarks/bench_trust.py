@@ -41,6 +41,8 @@ import torch
 
 import captum_fv as fv
 from captum_fv import cli, trust
+from captum_fv.recipe import get_recipe
+from captum_fv.report.budget import TRUST_PROBE_STEPS
 
 
 def _row(r: trust.TrustRecord) -> Dict:
@@ -50,6 +52,7 @@ def _row(r: trust.TrustRecord) -> Dict:
         "mis_fv": r.mis_fv.score,
         "mis_natural": r.mis_natural.score,
         "ratio": r.ratio,
+        "probe_ratio": r.probe_ratio,
         "leak_free": r.mis_natural.leak_free,
     }
 
@@ -65,6 +68,7 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module) -> List[Dict]:
     )
     held_ex = fv.DatasetExamples(model, args.layer).collect(held, k=args.facets + 1, units=units, progress=False)
     scorer = trust.TrustScorer(model, args.layer, ds)
+    probes = _probes(model, units, args)
     out = []
     for i, (u, v) in enumerate(zip(units, vs)):
         pics = torch.cat([v.positive, v.facets])
@@ -75,16 +79,30 @@ def calibration(args: argparse.Namespace, model: torch.nn.Module) -> List[Dict]:
             ("noise", "off-natural", torch.rand_like(pics)),
             ("other unit", "off-natural", torch.cat([other.positive, other.facets])),
         ]:
-            out.append({"unit": u, "case": kind, "truth": truth, **_row(scorer.score(images, u, ex))})
+            out.append(
+                {"unit": u, "case": kind, "truth": truth, **_row(scorer.score(images, u, ex, probe_values=probes[u]))}
+            )
     for u in units[: args.planted]:
         pm = trust.plant(model, args.layer, u, nat)
         pv = fv.NeuronVisualization(pm, args.layer).visualize(
             u, size=args.size, steps=args.steps, facets=args.facets, progress=False, recipe=args.recipe
         )
         pex = fv.DatasetExamples(pm, args.layer).collect(ds, k=trust.MIN_EXAMPLES, units=[u], progress=False)
-        r = trust.score(pm, args.layer, torch.cat([pv.positive, pv.facets]), u, pex)
+        probe = _probes(pm, [u], args)[u]
+        r = trust.TrustScorer(pm, args.layer, ds).score(torch.cat([pv.positive, pv.facets]), u, pex, probe_values=probe)
         out.append({"unit": u, "case": "planted", "truth": "off-natural", **_row(r)})
     return out
+
+
+def _probes(model: torch.nn.Module, units: List[int], args: argparse.Namespace) -> Dict[int, object]:
+    """A report's Fourier probe of each unit (one image, TRUST_PROBE_STEPS) when the recipe's pictures
+    are held to natural statistics (``Recipe.trust_probe``), else None for every unit."""
+    if not get_recipe(args.recipe).trust_probe:
+        return {u: None for u in units}
+    vs = fv.NeuronVisualization(model, args.layer).visualize(
+        units, size=args.size, steps=TRUST_PROBE_STEPS, recipe="fourier", progress=False
+    )
+    return {u: v.activation["positive"].flatten().tolist() for u, v in zip(units, vs)}
 
 
 def summarize(rows: List[Dict]) -> None:

@@ -44,8 +44,9 @@ DEFAULT = "fourier"
 #: 224 px, 16 and 13 at native size; 16/16 blind; "fourier": 10/16 blind). Units: among the recipes
 #: that need no dataset and reach the best natural crop on every benchmarked unit, the cheapest
 #: per step, since a whole-layer audit spends most of its time here: "fourier" (1.0x; "maco" 2.0x,
-#: though only its pictures have a natural high-frequency energy; and on MaCo pictures the trust
-#: block calls 1 of 4 planted units off-natural, on Fourier ones 4 of 4).
+#: though only its pictures have a natural high-frequency energy; and on MaCo pictures alone the
+#: trust block calls 1 of 4 planted units off-natural, on Fourier ones 4 of 4, which is why a
+#: report of a ``trust_probe`` recipe adds a Fourier probe: then 4 of 4).
 DEFAULTS: Dict[str, str] = {"class": "maco", "unit": DEFAULT}
 #: Weight of the "aligned" prior, in units of the unit layer's typical activation on its examples.
 PRIOR_WEIGHT = 1.0
@@ -68,7 +69,9 @@ class Recipe:
     ``transforms(side)`` the augmentation for images of that side, ``optimizer(params, lr)``
     the optimizer; ``needs_examples``: the recipe adds a prior from natural examples, weighted by
     ``prior_weight``; ``transparency``: reports draw its pictures' transparency maps (MaCo's
-    way of showing which pixels the objective used)."""
+    way of showing which pixels the objective used); ``trust_probe``: its pictures are held to
+    natural statistics, so a report's trust block also probes each unit with a plain Fourier
+    render (a hidden pathway shows there, README "Quality")."""
 
     name: str
     description: str
@@ -79,6 +82,7 @@ class Recipe:
     needs_examples: bool = False
     prior_weight: float = 0.0
     transparency: bool = False
+    trust_probe: bool = False
 
 
 def _fourier_param(spec: ParamSpec) -> nn.Module:
@@ -150,6 +154,7 @@ _RECIPES: Dict[str, Recipe] = {
             _nadam,
             MACO_LR,
             transparency=True,
+            trust_probe=True,
         ),
         Recipe(
             "aligned",
@@ -161,6 +166,7 @@ _RECIPES: Dict[str, Recipe] = {
             0.05,
             needs_examples=True,
             prior_weight=PRIOR_WEIGHT,
+            trust_probe=True,
         ),
     )
 }

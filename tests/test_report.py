@@ -257,6 +257,22 @@ def test_trust_changes_nothing_else_and_resume_names_it(trusted, tmp_path):
     assert resume.plan(layer_dir(out), ["channel_0001"], other.fingerprint).redo == {"channel_0001": "trust changed"}
 
 
+def test_a_recipe_held_to_natural_statistics_gets_a_fourier_probe_in_its_trust_block(trusted, tmp_path):
+    from captum_fv.report.budget import TRUST_PROBE_STEPS
+
+    rep, _ = trusted
+    assert "probe_steps" not in rep.settings["trust"]  # fourier: its own pictures are the probe
+    maco = NeuronReport(make_tiny(), "relu2", Grouped(), recipe="maco", **KW)
+    maco.build([1, 4])
+    assert maco.settings["trust"]["probe_steps"] == TRUST_PROBE_STEPS
+    probe = fv.NeuronVisualization(make_tiny(), "relu2").visualize(
+        [1, 4], size=KW["size"], steps=TRUST_PROBE_STEPS, seed=0, recipe="fourier", max_batch=2, progress=False
+    )
+    for name, v in zip(["channel_0001", "channel_0004"], probe):  # the probe: one seeded render of the chunk
+        t, best = maco.units[name].record["trust"], maco.units[name].record["dataset_max"]
+        assert t["probe_ratio"] == pytest.approx(float(v.activation["positive"][0]) / best, rel=1e-5)
+
+
 def test_a_dataset_too_small_says_so_without_nan(built):
     _, out, _ = built
     for u in json.loads((out / "report.json").read_text())["units"]:

@@ -51,6 +51,10 @@ def real():
         [UNIT, OTHER], size=SIZE, steps=STEPS, facets=1, progress=False
     )
     pviz = fv.NeuronVisualization(planted, LAYER).visualize(UNIT, size=SIZE, steps=STEPS, facets=1, progress=False)
+    # MaCo pictures (held to natural statistics), judged with the Fourier pictures as the probe
+    kw = dict(size=SIZE, steps=STEPS, facets=1, progress=False, recipe="maco")
+    maco = fv.NeuronVisualization(model, LAYER).visualize(UNIT, **kw)
+    pmaco = fv.NeuronVisualization(planted, LAYER).visualize(UNIT, **kw)
     held = fv.data.sample_images(size=SIZE, crops=2, seed=5)  # other crops of the same photos
     held_top = fv.DatasetExamples(planted, LAYER).collect(held, k=3, units=[UNIT], progress=False).images(UNIT)
     honest, fake = trust.TrustScorer(model, LAYER, ds), trust.TrustScorer(planted, LAYER, ds)
@@ -61,6 +65,9 @@ def real():
         "noise": honest.score(noise, UNIT, ex),
         "planted": fake.score(pics(pviz), UNIT, ex),  # the planted unit has the same examples (below)
         "planted top photos": fake.score(held_top, UNIT, ex),
+        "planted maco": fake.score(pics(pmaco), UNIT, ex),
+        "planted maco, probed": fake.score(pics(pmaco), UNIT, ex, probe_values=pviz.activation["positive"].tolist()),
+        "honest maco, probed": honest.score(pics(maco), UNIT, ex, probe_values=viz[0].activation["positive"].tolist()),
     }
     return dict(model=model, ds=ds, nat=nat, ex=ex, planted=planted, pviz=pviz, records=records, scorer=honest)
 
@@ -80,6 +87,16 @@ def test_planted_units_own_picture_is_off_natural_its_photos_are_not(real):
     assert r.ratio > trust.RATIO_MAX
     top = real["records"]["planted top photos"]
     assert top.verdict != trust.OFF_NATURAL, top.reason
+
+
+def test_a_fourier_probe_catches_what_a_maco_picture_hides(real):
+    """MaCo's natural spectrum cannot draw the planted grating at full contrast; the probe can."""
+    hidden, probed = real["records"]["planted maco"], real["records"]["planted maco, probed"]
+    assert hidden.ratio < trust.RATIO_MAX and hidden.probe_ratio is None
+    assert probed.verdict == trust.OFF_NATURAL and "Fourier probe" in probed.reason, probed.reason
+    assert probed.probe_ratio > trust.RATIO_MAX and probed.to_dict()["probe_ratio"] == probed.probe_ratio
+    honest = real["records"]["honest maco, probed"]
+    assert honest.verdict != trust.OFF_NATURAL and honest.probe_ratio < trust.RATIO_MAX, honest.reason
 
 
 @pytest.mark.parametrize("which", ["honest", "honest other"])
@@ -195,12 +212,18 @@ finite = st.floats(min_value=-1.0, max_value=1.0)
 
 
 @settings(max_examples=40, deadline=None)
-@given(finite, st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.one_of(st.none(), st.floats(0.0, 200.0)))
-def test_verdict_is_one_of_three_with_a_sentence_and_no_nan(path, mis_fv, mis_nat, ratio):
-    v = trust.verdict(path, mis_fv, mis_nat, ratio)
+@given(
+    finite,
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.one_of(st.none(), st.floats(0.0, 200.0)),
+    st.one_of(st.none(), st.floats(0.0, 200.0)),
+)
+def test_verdict_is_one_of_three_with_a_sentence_and_no_nan(path, mis_fv, mis_nat, ratio, probe):
+    v = trust.verdict(path, mis_fv, mis_nat, ratio, probe)
     assert v.label in (trust.CONSISTENT, trust.CHECK, trust.OFF_NATURAL)
     assert v.reason.endswith(".") and "nan" not in v.reason
-    if ratio is not None and ratio > trust.RATIO_MAX:
+    if (ratio is not None and ratio > trust.RATIO_MAX) or (probe is not None and probe > trust.RATIO_MAX):
         assert v.label == trust.OFF_NATURAL
     if v.label == trust.CONSISTENT:
         assert path >= trust.PATH_OK and mis_fv >= trust.MIS_OK

@@ -24,6 +24,12 @@ REPORT_REFINEMENT: Dict[str, Any] = {"n_steps": 24, "path_cuts": (0.01, 0.05), "
 ACCENTUATION_STEPS = 12
 ACCENTUATION_LR = 0.1
 
+#: Steps of the plain Fourier probe a report's trust block renders per unit for a recipe whose
+#: pictures are held to natural statistics (``Recipe.trust_probe``: MaCo, the dataset prior):
+#: one image a unit. In the trust calibration (96 px, 64 steps) planted units' Fourier pictures
+#: reach 97-114x their best photo, honest ones 3-10x.
+TRUST_PROBE_STEPS = 64
+
 
 def report_attribution_kwargs(attribution: str, given: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The attribution arguments a report uses: :data:`REPORT_REFINEMENT` for a path method

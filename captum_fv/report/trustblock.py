@@ -12,7 +12,7 @@ from .. import fingerprint as fp_lib
 from .. import trust as trust_lib
 from ..modelinfo import module_of
 from ..unit import Unit
-from ..visualization import Visualization
+from ..visualization import NeuronVisualization, Visualization
 
 
 def transfer_names(models: Sequence[Any], names: Optional[Sequence[str]]) -> List[str]:
@@ -23,10 +23,11 @@ def transfer_names(models: Sequence[Any], names: Optional[Sequence[str]]) -> Lis
     return out
 
 
-def trust_settings(models: Sequence[Any], names: Sequence[str]) -> Dict[str, Any]:
-    """:func:`captum_fv.trust.settings` and each transfer model's name, architecture and weights."""
+def trust_settings(models: Sequence[Any], names: Sequence[str], probe_steps: int = 0) -> Dict[str, Any]:
+    """:func:`captum_fv.trust.settings`, each transfer model's name, architecture and weights, and
+    the Fourier probe's steps (when there is one)."""
     transfer = [dict(fp_lib.model_digest(module_of(m), m), name=n) for m, n in zip(models, names)]
-    return dict(trust_lib.settings(), transfer=transfer)
+    return dict(trust_lib.settings(), transfer=transfer, **({"probe_steps": probe_steps} if probe_steps else {}))
 
 
 class TrustBlock:
@@ -46,6 +47,7 @@ class TrustBlock:
     ) -> None:
         self.scorer: Optional[trust_lib.TrustScorer] = None
         self.shortfall = ""
+        self.probes: Dict[str, List[float]] = {}  # unit file name -> its Fourier probe's value
         try:
             self.scorer = trust_lib.TrustScorer(
                 forward_func,
@@ -64,6 +66,22 @@ class TrustBlock:
                 f"({k} top and {k} bottom examples); build the report on a larger dataset (--data)"
             )
 
+    def probe(
+        self, viz: NeuronVisualization, chunks: Sequence[Sequence[Unit]], wanted: Any, seed: int, **kw: Any
+    ) -> None:
+        """Plain Fourier renders of the chunks holding ``wanted`` units (file names), one image a
+        unit (chunk ``i`` seeded ``seed + i``, so a unit's probe does not depend on which chunks a
+        run redoes): the values :meth:`unit` judges pictures held to natural statistics by."""
+        if self.scorer is None:
+            return
+        for i, chunk in enumerate(chunks):
+            if not any(u.file_name in wanted for u in chunk):
+                continue
+            found = viz.visualize(
+                [u.selector for u in chunk], seed=seed + i, recipe="fourier", max_batch=len(chunk), **kw
+            )
+            self.probes.update({u.file_name: v.activation["positive"].flatten().tolist() for u, v in zip(chunk, found)})
+
     def unit(self, unit: Unit, v: Visualization, mined: Any, layer: str) -> trust_lib.TrustRecord:
         """The record of the unit's positive optimum and facets (the negative optimum as the
         bottom explanation), reusing their activations and the examples ``mined`` (>= 29 a side)."""
@@ -71,4 +89,7 @@ class TrustBlock:
             return trust_lib.TrustRecord.not_enough(unit.title, layer, f"not enough examples: {self.shortfall}.")
         values = torch.cat([v.activation["positive"].flatten(), v.activation["facets"].flatten()]).tolist()
         pictures = torch.cat([v.positive, v.facets])
-        return self.scorer.score(pictures, unit.selector, mined, negative_inputs=v.negative, values=values)
+        probe = self.probes.get(unit.file_name)
+        return self.scorer.score(
+            pictures, unit.selector, mined, negative_inputs=v.negative, values=values, probe_values=probe
+        )

@@ -38,8 +38,10 @@ class TrustRecord:
     ``ratios``: each input's activation over the best natural one (``ratio``: their mean, None
     when no photo excites the unit); ``path``: the Geirhos path similarity; ``mis_fv`` /
     ``mis_natural``: the machine interpretability score with the pictures / natural examples
-    as explanations; ``classes``: for class units; ``verdict`` and ``reason``; ``similarity``:
-    what judged image similarity; ``sources_known``: whether references and queries could be
+    as explanations; ``probe_ratio``: for pictures held to natural statistics (MaCo, a dataset
+    prior), a plain Fourier probe's ratio, which shows a hidden pathway they may not draw;
+    ``classes``: for class units; ``verdict`` and ``reason``; ``similarity``: what judged image
+    similarity; ``sources_known``: whether references and queries could be
     kept from sharing a source image. With the verdict ``"not enough examples"`` the measures are
     None and ``reason`` says what was missing."""
 
@@ -58,6 +60,7 @@ class TrustRecord:
     classes: Optional[ClassAgreement] = None
     sources_known: bool = False  # whether the dataset said which source image each example came from
     extra: Dict[str, Any] = field(default_factory=dict)
+    probe_ratio: Optional[float] = None  # a Fourier probe's activation over the best natural one
 
     @classmethod
     def not_enough(cls, unit: str, layer: str, reason: str) -> "TrustRecord":
@@ -85,6 +88,7 @@ class TrustRecord:
             "n_bottom": self.n_bottom,
             "classes": None if self.classes is None else self.classes.to_dict(),
             "sources_known": self.sources_known,
+            **({"probe_ratio": float(self.probe_ratio)} if self.probe_ratio is not None else {}),
         }
 
     def summary(self) -> "TrustSummary":

@@ -132,10 +132,13 @@ class TrustScorer:
         *,
         negative_inputs: Any = None,
         values: Optional[Sequence[float]] = None,
+        probe_values: Optional[Sequence[float]] = None,
     ) -> TrustRecord:
         """The record of ``inputs``, pictures of ``neuron_selector``; ``examples``: an
         :class:`ExampleSet` that mined the unit with at least ``k`` a side (else it is mined);
-        ``values``: the unit's value on each input when already known (else computed)."""
+        ``values``: the unit's value on each input when already known (else computed);
+        ``probe_values``: its value on plain Fourier renders, for pictures held to natural
+        statistics (their best over the best photo is ``probe_ratio``, judged like the ratio)."""
         unit = Unit.parse(neuron_selector)
         x = as_images(inputs).detach().float()
         neg = None if negative_inputs is None else as_images(negative_inputs).detach().float()
@@ -178,7 +181,8 @@ class TrustScorer:
             ).tolist()
         ratios = [float(v) / best if best > 0 else float("nan") for v in values]
         ratio = float(np.mean(ratios)) if ratios and np.isfinite(ratios).all() else None
-        v = verdict(path_sim.summary, m_fv.score, m_nat.score, ratio)
+        probe = max(probe_values) / best if probe_values and best > 0 else None
+        v = verdict(path_sim.summary, m_fv.score, m_nat.score, ratio, probe)
         classes = None
         if self.ref.name == OUTPUT and unit.kind == "channel":
             names = None if self.transfer_names is None else ["model", *self.transfer_names]
@@ -205,6 +209,7 @@ class TrustScorer:
             len(bottom.images),
             classes,
             self.groups is not None,
+            probe_ratio=probe,
         )
 
     def _embeddings(

@@ -48,10 +48,13 @@ class Verdict:
     reason: str  # one sentence saying why
 
 
-def verdict(path: float, mis_fv: float, mis_natural: float, ratio: Optional[float]) -> Verdict:
-    """The verdict from the path similarity summary, both interpretability scores and the ratio.
+def verdict(
+    path: float, mis_fv: float, mis_natural: float, ratio: Optional[float], probe_ratio: Optional[float] = None
+) -> Verdict:
+    """The verdict from the path similarity summary, both interpretability scores and the ratio
+    (and ``probe_ratio``: a Fourier probe's, for pictures held to natural statistics).
 
-    off-natural: the ratio is above ``RATIO_MAX``, or below ``RATIO_MIN`` with a weak path
+    off-natural: the ratio or the probe's is above ``RATIO_MAX``, or below ``RATIO_MIN`` with a weak path
     (< ``PATH_OK``) or a useless MIS (< ``MIS_OFF``); consistent: path >= ``PATH_OK`` and MIS >=
     ``MIS_OK`` (path >= ``PATH_STRONG`` when the ratio is below ``RATIO_MIN``); else check."""
     numbers = f"path {path:+.3f}, MIS {mis_fv:.2f} (photos {mis_natural:.2f})"
@@ -61,6 +64,13 @@ def verdict(path: float, mis_fv: float, mis_natural: float, ratio: Optional[floa
             OFF_NATURAL,
             f"the picture drives the unit to {r:.0f}x its best photo, a value no photo "
             f"comes near: the unit answers to something photos do not show ({numbers}).",
+        )
+    if probe_ratio is not None and probe_ratio > RATIO_MAX:
+        return Verdict(
+            OFF_NATURAL,
+            f"a Fourier probe drives the unit to {probe_ratio:.0f}x its best photo, a value no photo comes near: "
+            f"the unit answers to something photos do not show, which this picture does not fully draw "
+            f"({numbers}).",
         )
     similar = path >= PATH_OK and mis_fv >= MIS_OK
     if similar and (r >= RATIO_MIN or path >= PATH_STRONG):
