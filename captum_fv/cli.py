@@ -61,12 +61,13 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
         raise UsageError(
             str(e).replace("unknown model", "unknown --model").replace("weights are", "--weights is")
         ) from e
-    if spec.startswith("torchvision:") and not weights:
-        print(
-            f"captum-fv: warning: {spec} has random weights (no --weights FILE): its units mean nothing",
-            file=sys.stderr,
-        )
     return model
+
+
+def _warn_random(spec: str, weights: Optional[str], how: str) -> None:
+    """A report on a torchvision model without weights audits a random network: say so (once)."""
+    if spec.startswith("torchvision:") and not weights and os.environ.get("RANK", "0") == "0":
+        print(f"captum-fv: warning: {spec} has random weights (no {how}): its units mean nothing", file=sys.stderr)
 
 
 def _device(spec: str) -> torch.device:
@@ -131,6 +132,7 @@ def _report(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         tune_cpu_allocator()  # our own process: large batches without page-fault storms
     model = load_model(args.model, args.weights).to(device)
+    _warn_random(args.model, args.weights, "--weights FILE")
     transfer = [_transfer_model(spec).to(device) for spec in args.transfer_model]
     if args.classes is not None:
         layer: Optional[List[str]] = None
@@ -216,7 +218,9 @@ def _transfer_model(spec: str) -> nn.Module:
     if weights and not Path(weights).is_file():
         raise UsageError(f"--transfer-model {spec!r}: weights file {weights!r} does not exist")
     try:
-        return load_model(name, weights or None)
+        model = load_model(name, weights or None)
+        _warn_random(name, weights, f"--transfer-model {name}@FILE")
+        return model
     except UsageError as e:
         raise UsageError(f"--transfer-model {spec!r}: {e}") from e
 

@@ -41,8 +41,10 @@ class LayerSelection:
     units: Optional[List[int]] = None
 
 
-#: Containers with no forward of their own: a glob skips them (they never run, so nothing to hook).
-_NEVER_CALLED = (nn.ModuleList, nn.ModuleDict)
+def _never_called(module: nn.Module) -> bool:
+    """A module without a forward of its own (ModuleList, ModuleDict): it never runs, so a glob
+    skips it (there is nothing to hook)."""
+    return type(module).forward is nn.Module.forward
 
 
 def parse_unit_list(spec: str) -> Union[List[int], str]:
@@ -107,7 +109,7 @@ def select_layers(
         if _is_pattern(name):
             rx = _regex(name)
             hits = [n for n in names if rx.fullmatch(n)]
-            matched = [n for n in hits if not isinstance(modules[n], _NEVER_CALLED)]
+            matched = [n for n in hits if not _never_called(modules[n])]
             if hits and not matched:
                 raise ValueError(
                     f"layer pattern {name!r} matches only containers that never run ({', '.join(hits[:3])}): "

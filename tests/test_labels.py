@@ -309,3 +309,13 @@ def test_class_units_of_an_imagenet_output_are_titled_by_name(tmp_path):
     titles = [u["title"] for u in json.loads((tmp_path / "ten" / "report.json").read_text())["units"]]
     assert titles == ["channel 3"]  # no names to know for a 10-way output
     assert labels.known_class_names(10) is None and len(labels.known_class_names(1000)) == 1000
+
+
+def test_output_names_leave_the_model_as_found_follow_its_dtype_and_never_fail_a_report():
+    data = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    net = make_tiny(classes=1000).train()
+    before = model_state(net)
+    assert labels.output_names(net, data) == fv.models.imagenet_labels()
+    assert_model_unchanged(net, before)  # BatchNorm statistics untouched, still in training mode
+    assert labels.output_names(make_tiny(classes=1000).to(torch.bfloat16), data) is not None
+    assert labels.output_names(make_tiny(classes=1000), torch.rand(2, 5, 32, 32)) is None  # fails: no names

@@ -258,8 +258,17 @@ def test_trust_changes_nothing_else_and_resume_names_it(trusted, tmp_path):
 
 
 def test_a_recipe_held_to_natural_statistics_gets_a_fourier_probe_in_its_trust_block(trusted, tmp_path):
+    from captum_fv.addressing import OUTPUT
     from captum_fv.report.budget import TRUST_PROBE_STEPS
+    from captum_fv.report.trustblock import probe_steps
 
+    # hidden units of maco and aligned: what the probe was calibrated on; class units keep none
+    assert [probe_steps(r, "relu2") for r in ("fourier", "maco", "aligned")] == [
+        0,
+        TRUST_PROBE_STEPS,
+        TRUST_PROBE_STEPS,
+    ]
+    assert probe_steps("maco", OUTPUT) == 0
     rep, _ = trusted
     assert "probe_steps" not in rep.settings["trust"]  # fourier: its own pictures are the probe
     maco = NeuronReport(make_tiny(), "relu2", Grouped(), recipe="maco", **KW)

@@ -184,11 +184,16 @@ def output_names(
     output: OutputKey = None,
 ) -> Optional[List[str]]:
     """The class names of the model's output when they can be known (:func:`known_class_names`),
-    its width read off one forward of the dataset's first item."""
-    x = image_of(dataset[0])[None].to(model_device(module_of(forward_func)))
-    with torch.no_grad():
-        logits = select_output(forward_func(x, *forward_args(additional_forward_args)), output)
-    return known_class_names(logits.shape[-1])
+    its width read off one forward of the dataset's first item (model left as found; None when
+    that forward fails: names are a nicety, never the reason a report stops)."""
+    module = module_of(forward_func)
+    x = image_of(dataset[0])[None].to(model_device(module), model_dtype(module))
+    try:
+        with model_guard(module), torch.no_grad():
+            logits = select_output(forward_func(x, *forward_args(additional_forward_args)), output)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    return known_class_names(logits.shape[1]) if logits.dim() >= 2 else None
 
 
 def _class_names(classes: Optional[Sequence[str]], logits: torch.Tensor) -> List[str]:

@@ -35,7 +35,7 @@ from ..unit import Selector, Unit, as_units
 from ..version import __version__
 from ..visualization import NeuronVisualization, SlotLayout, Visualization, plan_chunks
 from . import folder, layerindex, trustblock, writer
-from .budget import ACCENTUATION_LR, ACCENTUATION_STEPS, TRUST_PROBE_STEPS, report_attribution_kwargs
+from .budget import ACCENTUATION_LR, ACCENTUATION_STEPS, report_attribution_kwargs
 from .figure import unit_figure
 from .inputs import TopInputs, items_have_args, stacked_args, top_inputs
 from .records import BuiltUnit, FirstK, UnitContext, add_labels, build_unit, setting, unit_name
@@ -99,7 +99,7 @@ class LayerReport:
         self.output = output  # which entry of a structured model output is "the output"
         # unknown names fail here, not mid-run; none named: the kind's (class units: "maco")
         self.recipe = recipe_lib.get_recipe(recipe if recipe is not None else self.viz.default_recipe()).name
-        self._probe = TRUST_PROBE_STEPS if recipe_lib.get_recipe(self.recipe).trust_probe else 0  # trust's
+        self._probe = trustblock.probe_steps(self.recipe, self.layer)  # trust's Fourier probe (0: none)
         self.accentuate, self.accentuate_steps = accentuate, accentuate_steps
         self.trust = trust  # every unit's trust block (captum_fv.trust), on by default
         self.transfer_models = list(transfer_models)  # class units: their top-1/top-5 on the pictures
@@ -119,6 +119,9 @@ class LayerReport:
     @property
     def settings(self) -> Dict[str, Any]:
         """What makes two runs' units interchangeable (checked by --resume)."""
+        trust = (
+            trustblock.trust_settings(self.transfer_models, self.transfer_names, self._probe) if self.trust else None
+        )
         return {
             "model": self.model_name,
             "layer": self.layer,
@@ -141,11 +144,7 @@ class LayerReport:
             **({"autocast": str(self.autocast)} if self.autocast is not None else {}),
             **({"channels_last": True} if self.channels_last else {}),
             # its own fingerprint part, so --resume says "trust changed"; absent when off
-            **(
-                {"trust": trustblock.trust_settings(self.transfer_models, self.transfer_names, self._probe)}
-                if self.trust
-                else {}
-            ),
+            **({"trust": trust} if trust is not None else {}),
         }
 
     @property
@@ -278,8 +277,10 @@ class LayerReport:
         names = labels_lib.output_names(*args) if named else None
         ctx = UnitContext(self.layer, self.settings, self._fp, self.attribution, self.dataset, names)
         mine = [u for u in units if u.file_name in vis]  # all of them in a single process
-        block = self._trust_block(mine, chunks) if self.trust and mine else None
+        block = self._trust_block() if self.trust and mine else None
         with dist_lib.all_or_none(self._shared):  # every rank enters, with units or none
+            if block is not None and self._probe:  # in here, a failing probe fails every rank at once
+                self._probe_units(block, mine, chunks)
             accents = self._accentuate(mine, chunks, mined) if self.accentuate and mine else {}
             labels = self._labels(mine, mined, full) if self.labels and mine else {}
             for unit in progress_bar(mine, desc="attribution", disable=not progress, leave=False):
@@ -332,15 +333,15 @@ class LayerReport:
         self.timings["labels"] += time.perf_counter() - t
         return labels_lib.to_json(found)
 
-    def _trust_block(self, mine: List[Unit], chunks: Sequence[List[Unit]]) -> trustblock.TrustBlock:
+    def _trust_block(self) -> trustblock.TrustBlock:
+        names = (self.transfer_models, self.transfer_names, self.seed, self.additional_forward_args, self.output)
+        return trustblock.TrustBlock(self.forward_func, self.layer_spec, self.dataset, *names)
+
+    def _probe_units(self, block: trustblock.TrustBlock, mine: List[Unit], chunks: Sequence[List[Unit]]) -> None:
         t, args = time.perf_counter(), self.additional_forward_args
-        names = (self.transfer_models, self.transfer_names, self.seed, args, self.output)
-        block = trustblock.TrustBlock(self.forward_func, self.layer_spec, self.dataset, *names)
-        if self._probe:  # pictures held to natural statistics: a plain Fourier probe of each unit too
-            kw = dict(size=self.size, steps=self._probe, progress=False, additional_forward_args=args)
-            block.probe(self.viz, chunks, {u.file_name for u in mine}, self.seed, **kw)
+        kw = dict(size=self.size, steps=self._probe, progress=False, additional_forward_args=args)
+        block.probe(self.viz, chunks, {u.file_name for u in mine}, self.seed, **kw)
         self.timings["trust"] += time.perf_counter() - t
-        return block
 
     def _accentuate(self, units: List[Unit], chunks: Sequence[List[Unit]], mined: FirstK) -> Dict[str, Accentuation]:
         """Every top example of ``units`` accentuated (what beside where), one batch per chunk of

@@ -10,9 +10,12 @@ import torch
 
 from .. import fingerprint as fp_lib
 from .. import trust as trust_lib
+from ..addressing import OUTPUT
 from ..modelinfo import module_of
+from ..recipe import get_recipe
 from ..unit import Unit
 from ..visualization import NeuronVisualization, Visualization
+from .budget import TRUST_PROBE_STEPS
 
 
 def transfer_names(models: Sequence[Any], names: Optional[Sequence[str]]) -> List[str]:
@@ -21,6 +24,13 @@ def transfer_names(models: Sequence[Any], names: Optional[Sequence[str]]) -> Lis
     if len(out) != len(models):
         raise ValueError(f"{len(out)} transfer_names for {len(models)} transfer_models; give one name per model")
     return out
+
+
+def probe_steps(recipe: str, layer: str) -> int:
+    """Steps of the plain Fourier probe a report's trust block renders per unit: for hidden units
+    (what it was calibrated on) of a recipe whose pictures are held to natural statistics
+    (``Recipe.trust_probe``), else 0 (no probe)."""
+    return TRUST_PROBE_STEPS if get_recipe(recipe).trust_probe and layer != OUTPUT else 0
 
 
 def trust_settings(models: Sequence[Any], names: Sequence[str], probe_steps: int = 0) -> Dict[str, Any]:

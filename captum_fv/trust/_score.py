@@ -249,6 +249,7 @@ def score(
     seed: int = 0,
     additional_forward_args: Any = None,
     progress: bool = False,
+    probe_values: Optional[Sequence[float]] = None,
 ) -> TrustRecord:
     """How far to believe ``inputs``, pictures of ``neuron_selector`` at ``layer``.
 
@@ -265,7 +266,9 @@ def score(
     ``path``: the layers of the path similarity (default: :func:`path_layers`);
     ``additional_forward_args``: Captum's, for every picture and every item without its own.
     ``layer=None`` with an int selector is a class unit: its record adds the top-1/top-5 of the
-    model and of ``transfer_models``. A dataset too small raises :class:`NotEnoughExamples`.
+    model and of ``transfer_models``. ``probe_values``: the unit's value on plain Fourier renders,
+    for pictures held to natural statistics (MaCo, a dataset prior: see ``TrustRecord.probe_ratio``).
+    A dataset too small raises :class:`NotEnoughExamples`.
     """
     scorer = TrustScorer(
         forward_func,
@@ -282,7 +285,7 @@ def score(
         progress=progress,
     )
     ex = examples if isinstance(examples, ExampleSet) else None
-    return scorer.score(inputs, neuron_selector, ex, negative_inputs=negative_inputs)
+    return scorer.score(inputs, neuron_selector, ex, negative_inputs=negative_inputs, probe_values=probe_values)
 
 
 __all__ = ["TrustScorer", "class_agreement", "score", "settings", "TRUST_VERSION"]
