@@ -126,7 +126,7 @@ def accentuate(
         additional_forward_args=additional_forward_args,
         # a photo's top unit is live: redirected ReLUs would only check every row for nothing
         # (a quarter of a 16-step accentuation); a unit flat on its photo shows as after == before
-        rescue=RescueConfig(steps=0, retries=0, warn=False),
+        rescue=RescueConfig(steps=0, warn=False),
     )
     final = reference_activations(module, forward_func, [layer, reg], res.images, additional_forward_args)
     after = torch.stack([u.value(final[key][s : s + 1])[0] for s, u in enumerate(slot_units)])

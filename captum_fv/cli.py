@@ -53,7 +53,8 @@ def load_model(spec: str, weights: Optional[str] = None) -> nn.Module:
     (:func:`captum_fv.models.load`), its errors as usage errors."""
     from .models import load
 
-    if ":" in spec and "" not in sys.path and str(Path.cwd()) not in sys.path:
+    factory = ":" in spec and not spec.startswith("torchvision:")
+    if factory and "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # as `python -m` does: a module:factory in this folder
     try:
         model = load(spec, weights)

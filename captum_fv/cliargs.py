@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
         "--accentuate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="accentuate each top example: what beside where (default on; about 10%% of the demo's time)",
+        help="accentuate each top example: what beside where (default on; about 4%% of the demo's time)",
     )
     r.add_argument(
         "--max-batch",

@@ -61,9 +61,9 @@ class RescueConfig:
         if rescue is None or rescue is True:
             return cls()
         if rescue is False:
-            return cls(steps=0, retries=0)
+            return cls(steps=0)  # steps=0: found and reported, never redirected or retried
         if isinstance(rescue, int) and rescue >= 0:
-            return cls(steps=rescue, retries=RETRIES if rescue else 0)
+            return cls(steps=rescue)
         raise TypeError(f"rescue must be a bool, an int >= 0 or a RescueConfig, got {rescue!r}")
 
 

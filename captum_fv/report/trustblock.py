@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Collection, Dict, List, Optional, Sequence
 
 import torch
 
@@ -77,7 +77,7 @@ class TrustBlock:
             )
 
     def probe(
-        self, viz: NeuronVisualization, chunks: Sequence[Sequence[Unit]], wanted: Any, seed: int, **kw: Any
+        self, viz: NeuronVisualization, chunks: Sequence[Sequence[Unit]], wanted: Collection[str], seed: int, **kw: Any
     ) -> None:
         """Plain Fourier renders of the chunks holding ``wanted`` units (file names), one image a
         unit (chunk ``i`` seeded ``seed + i``, so a unit's probe does not depend on which chunks a
